@@ -1,0 +1,1 @@
+"""Main window, controllers, job manager and command line."""

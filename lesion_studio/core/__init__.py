@@ -1,0 +1,1 @@
+"""Qt-free domain logic: image IO, masks, lesion geometry, synthesis plans, metrics."""

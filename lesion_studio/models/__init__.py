@@ -1,0 +1,1 @@
+"""Torch networks, losses, trainers, checkpoints and inference. No Qt imports."""

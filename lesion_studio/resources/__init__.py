@@ -1,0 +1,1 @@
+"""Icons, default configs, small default weights and demo data references."""

@@ -1,0 +1,1 @@
+"""Qt widgets: they render core objects and forward user intent to controllers."""
