@@ -1,0 +1,56 @@
+"""A plain-Python observer: the document emits `AnnotationEvent`s, widgets subscribe.
+
+No Qt here; a widget connects a callback that schedules its own repaint (napari's evented
+models, without the Qt signal machinery).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+#: Event kinds:
+#: - "pixels": a layer changed inside `bbox` on `slice` (during a stroke, on undo/redo, load).
+#: - "lesions": lesion table rows `ids` changed, were added or removed.
+#: - "classes": the list of lesion classes changed.
+#: - "history": undo/redo availability may have changed.
+#: - "selection": `AnnotationDocument.selected_id` changed (ids holds the new id).
+#: - "reset": the whole document changed (import, load); redraw everything.
+EVENT_KINDS = ("pixels", "lesions", "classes", "history", "selection", "reset")
+
+BBox = tuple[int, int, int, int]  # (row0, row1, col0, col1), half-open, in pixels
+
+
+@dataclass(frozen=True)
+class AnnotationEvent:
+    """What changed: `kind`, and for "pixels" the `layer` ("labels"/"location"), `slice`, `bbox`."""
+
+    kind: str
+    layer: str | None = None
+    slice: int | None = None
+    bbox: BBox | None = None
+    ids: tuple[int, ...] = ()
+
+
+class EventEmitter:
+    """A callback list: `connect(cb)`, `disconnect(cb)`, `emit(event)` calls each in order."""
+
+    def __init__(self) -> None:
+        self._callbacks: list[Callable[[AnnotationEvent], None]] = []
+        self._blocked = 0
+
+    def connect(self, callback: Callable[[AnnotationEvent], None]) -> Callable:
+        """Call `callback(event)` on every event; returns the callback (usable as decorator)."""
+        if callback not in self._callbacks:
+            self._callbacks.append(callback)
+        return callback
+
+    def disconnect(self, callback: Callable[[AnnotationEvent], None]) -> None:
+        if callback in self._callbacks:
+            self._callbacks.remove(callback)
+
+    def emit(self, event: AnnotationEvent) -> None:
+        if self._blocked:
+            return
+        for callback in list(self._callbacks):
+            callback(event)
