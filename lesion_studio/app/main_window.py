@@ -1,0 +1,335 @@
+"""The main window: start page, viewer, menus, toolbar, status bar and file opening."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import qtawesome as qta
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QInputDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QSplitter,
+    QStackedWidget,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from lesion_studio import __version__
+from lesion_studio.app.image_loader import ImageLoader
+from lesion_studio.app.viewer_controller import ViewerController
+from lesion_studio.core.errors import ImageLoadError, SeriesChoiceError
+from lesion_studio.core.image import MedicalImage
+from lesion_studio.core.imageio import FILE_PATTERNS, SeriesInfo
+from lesion_studio.core.recent_files import RecentFiles
+from lesion_studio.core.sample_data import DEMO_IMAGES, sample_file
+from lesion_studio.core.view_state import ViewState
+from lesion_studio.widgets.image_canvas import ImageCanvas
+from lesion_studio.widgets.image_info import ImageInfoPanel
+from lesion_studio.widgets.slice_navigator import SliceNavigator
+from lesion_studio.widgets.start_page import StartPage
+from lesion_studio.widgets.window_level import WindowLevelPanel
+
+ICON_COLOR = "#d7dde5"
+
+
+def _file_dialog_filter() -> str:
+    every = " ".join(p for patterns in FILE_PATTERNS.values() for p in patterns if p != "*")
+    parts = [f"Medical images ({every})"]
+    parts += [f"{name} ({' '.join(patterns)})" for name, patterns in FILE_PATTERNS.items()]
+    parts.append("All files (*)")
+    return ";;".join(parts)
+
+
+class MainWindow(QMainWindow):
+    """Top-level window. Domain state lives in `self.state`; widgets only render it."""
+
+    def __init__(self, device: str = "cpu", recent: RecentFiles | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle("lesion-studio")
+        self.resize(1400, 900)
+        self.setAcceptDrops(True)
+        self.device = device
+        self.recent = recent if recent is not None else RecentFiles()
+        self.state = ViewState()
+        self.loader = ImageLoader(self)
+        self.last_error: str | None = None
+        self._error_box: QMessageBox | None = None
+        self._pending_path: Path | None = None
+
+        self._build_widgets()
+        self.controller = ViewerController(
+            self.state, self.canvas, self.window_panel, self.slice_navigator, self.info_panel, self
+        )
+        self._build_actions()
+        self._build_menus_and_toolbar()
+        self._build_status_bar()
+
+        self.loader.loaded.connect(self._on_loaded)
+        self.loader.failed.connect(self._on_failed)
+        self.loader.busyChanged.connect(self._on_busy)
+        self.controller.cursorTextChanged.connect(self._on_cursor_text)
+        self.state.changed.connect(self._on_state_changed)
+
+        self.start_page.set_demos(DEMO_IMAGES)
+        self._refresh_recent()
+        self.show_start_page()
+
+    # ------------------------------------------------------------------ construction
+
+    def _build_widgets(self) -> None:
+        self.start_page = StartPage()
+        self.start_page.openFileRequested.connect(self.open_file_dialog)
+        self.start_page.openFolderRequested.connect(self.open_folder_dialog)
+        self.start_page.recentChosen.connect(self.open_path)
+        self.start_page.demoChosen.connect(self.open_demo)
+
+        self.canvas = ImageCanvas()
+        self.slice_navigator = SliceNavigator()
+        self.window_panel = WindowLevelPanel()
+        self.info_panel = ImageInfoPanel()
+
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.setSpacing(0)
+        left_layout.addWidget(self.canvas, 1)
+        left_layout.addWidget(self.slice_navigator)
+
+        side = QWidget()
+        side.setMinimumWidth(260)
+        side.setMaximumWidth(380)
+        side_layout = QVBoxLayout(side)
+        side_layout.addWidget(self.window_panel)
+        side_layout.addWidget(self.info_panel)
+        side_layout.addStretch(1)
+
+        self.viewer_page = QSplitter(Qt.Orientation.Horizontal)
+        self.viewer_page.addWidget(left)
+        self.viewer_page.addWidget(side)
+        self.viewer_page.setStretchFactor(0, 1)
+        self.viewer_page.setSizes([1100, 300])
+
+        self.pages = QStackedWidget()
+        self.pages.addWidget(self.start_page)
+        self.pages.addWidget(self.viewer_page)
+        self.setCentralWidget(self.pages)
+
+    def _action(self, text: str, icon: str | None, slot, shortcut=None, tip: str | None = None) -> QAction:
+        action = QAction(qta.icon(icon, color=ICON_COLOR) if icon else None, text, self)
+        if shortcut is not None:
+            shortcuts = shortcut if isinstance(shortcut, list) else [shortcut]
+            action.setShortcuts([QKeySequence(s) for s in shortcuts])
+        if tip:
+            action.setToolTip(tip)
+            action.setStatusTip(tip)
+        action.triggered.connect(slot)
+        self.addAction(action)  # shortcuts work even when the menu bar is hidden
+        return action
+
+    def _build_actions(self) -> None:
+        self.open_action = self._action("&Open file…", "fa5s.file-medical", self.open_file_dialog, QKeySequence.StandardKey.Open)
+        self.open_folder_action = self._action("Open DICOM &folder…", "fa5s.folder-open", self.open_folder_dialog, "Ctrl+Shift+O")
+        self.close_action = self._action("&Close image", None, self.close_image, QKeySequence.StandardKey.Close)
+        self.quit_action = self._action("&Quit", "fa5s.sign-out-alt", self.close, QKeySequence.StandardKey.Quit)
+        self.home_action = self._action("Start page", "fa5s.home", self.show_start_page, tip="Back to the start page")
+        self.fit_action = self._action("&Fit to window", "fa5s.expand", self.canvas.fit, ["Ctrl+0", "Home"], "Show the whole image")
+        self.one_to_one_action = self._action("&1:1 pixels", "fa5s.search", self.canvas.one_to_one, "Ctrl+1", "One image pixel per screen pixel")
+        self.reset_window_action = self._action("&Reset window/level", "fa5s.adjust", self.state.reset_window, "Ctrl+R", "Back to the image's own window")
+        self.next_slice_action = self._action("Next slice", None, lambda: self.state.step_slice(1), ["PgDown"])
+        self.prev_slice_action = self._action("Previous slice", None, lambda: self.state.step_slice(-1), ["PgUp"])
+        self.about_action = self._action("&About lesion-studio", "fa5s.info-circle", self.show_about)
+
+    def _build_menus_and_toolbar(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        file_menu.addAction(self.open_action)
+        file_menu.addAction(self.open_folder_action)
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        self.demo_menu = file_menu.addMenu(qta.icon("fa5s.x-ray", color=ICON_COLOR), "Open &demo image")
+        for label, name in DEMO_IMAGES.items():
+            action = self.demo_menu.addAction(label)
+            action.triggered.connect(lambda _=False, n=name: self.open_demo(n))
+        file_menu.addSeparator()
+        file_menu.addAction(self.close_action)
+        file_menu.addAction(self.quit_action)
+
+        view_menu = self.menuBar().addMenu("&View")
+        for action in (self.home_action, self.fit_action, self.one_to_one_action, self.reset_window_action):
+            view_menu.addAction(action)
+        view_menu.addSeparator()
+        view_menu.addAction(self.prev_slice_action)
+        view_menu.addAction(self.next_slice_action)
+
+        self.help_menu = self.menuBar().addMenu("&Help")
+        self.help_menu.addAction(self.about_action)
+
+        toolbar = QToolBar("Main")
+        toolbar.setObjectName("mainToolbar")
+        toolbar.setMovable(False)
+        for action in (self.home_action, self.open_action, self.open_folder_action):
+            toolbar.addAction(action)
+        toolbar.addSeparator()
+        for action in (self.fit_action, self.one_to_one_action, self.reset_window_action):
+            toolbar.addAction(action)
+        self.addToolBar(toolbar)
+        self.toolbar = toolbar
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.pixel_label = QLabel()
+        self.mm_label = QLabel()
+        self.value_label = QLabel()
+        self.device_label = QLabel(f"device: {self.device}")
+        self.busy_bar = QProgressBar()
+        self.busy_bar.setRange(0, 0)  # indeterminate
+        self.busy_bar.setMaximumWidth(140)
+        self.busy_bar.setVisible(False)
+        for widget in (self.pixel_label, self.mm_label, self.value_label):
+            bar.addWidget(widget)
+        bar.addPermanentWidget(self.busy_bar)
+        bar.addPermanentWidget(self.device_label)
+
+    # ------------------------------------------------------------------ pages
+
+    def show_start_page(self) -> None:
+        self._refresh_recent()
+        self.pages.setCurrentWidget(self.start_page)
+
+    def show_viewer(self) -> None:
+        self.pages.setCurrentWidget(self.viewer_page)
+
+    def _refresh_recent(self) -> None:
+        entries = self.recent.entries()
+        self.start_page.set_recent(entries)
+        self.recent_menu.clear() if hasattr(self, "recent_menu") else None
+        if hasattr(self, "recent_menu"):
+            for path in entries:
+                action = self.recent_menu.addAction(str(path))
+                action.triggered.connect(lambda _=False, p=str(path): self.open_path(p))
+            self.recent_menu.setEnabled(bool(entries))
+
+    # ------------------------------------------------------------------ opening
+
+    def open_file_dialog(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open image", "", _file_dialog_filter())
+        if paths:
+            self.open_paths(paths)
+
+    def open_folder_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open DICOM folder")
+        if folder:
+            self.open_path(folder)
+
+    def open_paths(self, paths: list[str] | list[Path]) -> None:
+        """Open what the user gave: one file/folder, or several files of one series."""
+        paths = [Path(p) for p in paths]
+        if len(paths) == 1:
+            self.open_path(paths[0])
+            return
+        folders = {p.parent for p in paths}
+        if len(folders) == 1 and all(p.is_file() for p in paths):
+            self.open_path(next(iter(folders)))  # several slices picked: open their series
+        else:
+            self.open_path(paths[0])
+            self.statusBar().showMessage(f"Opened the first of {len(paths)} paths", 5000)
+
+    def open_demo(self, file_name: str) -> None:
+        try:
+            path = sample_file(file_name)
+        except FileNotFoundError as exc:
+            self.show_error("Demo image missing", str(exc))
+            return
+        self.open_path(path)
+
+    def open_path(self, path: str | Path, series_uid: str | None = None) -> None:
+        """Start loading off the UI thread; the result arrives in `_on_loaded`."""
+        self._pending_path = Path(path)
+        self.statusBar().showMessage(f"Loading {Path(path).name}…")
+        self.loader.load(path, series_uid)
+
+    def close_image(self) -> None:
+        self.state.set_image(None)
+        self.show_start_page()
+
+    def _on_loaded(self, image: MedicalImage) -> None:
+        self.state.set_image(image)
+        self.recent.add(image.source.path)
+        self._refresh_recent()
+        self.show_viewer()
+        self.canvas.fit()
+        self.setWindowTitle(f"{image.source.path.name} — lesion-studio")
+        self.statusBar().showMessage(f"Opened {image.source.path}", 5000)
+
+    def _on_failed(self, error: ImageLoadError) -> None:
+        self.statusBar().clearMessage()
+        if isinstance(error, SeriesChoiceError):
+            uid = self.choose_series(error.series)
+            if uid is not None:
+                self.open_path(error.path, series_uid=uid)
+            return
+        self.show_error("Cannot open image", str(error))
+
+    def choose_series(self, series: list[SeriesInfo]) -> str | None:
+        """Ask which series to open (tests replace this to answer without a dialog)."""
+        labels = [s.label() for s in series]
+        label, ok = QInputDialog.getItem(self, "Choose a series", "This folder holds several series:", labels, 0, False)
+        return series[labels.index(label)].series_uid if ok else None
+
+    def show_error(self, title: str, text: str) -> None:
+        """A window-modal message that does not block the event loop."""
+        self.last_error = text
+        box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, self)
+        box.setWindowModality(Qt.WindowModality.WindowModal)
+        box.open()
+        self._error_box = box
+
+    def show_about(self) -> None:
+        QMessageBox.about(
+            self,
+            "About lesion-studio",
+            f"<b>lesion-studio {__version__}</b><br>Paint, sample and synthesize lesions in "
+            f"radiographs and CT.<br>Models run on: {self.device}",
+        )
+
+    # ------------------------------------------------------------------ status
+
+    def _on_busy(self, busy: bool) -> None:
+        self.busy_bar.setVisible(busy)
+        if busy:
+            self.setCursor(Qt.CursorShape.BusyCursor)
+        else:
+            self.unsetCursor()
+
+    def _on_cursor_text(self, pixel: str, mm: str, value: str) -> None:
+        self.pixel_label.setText(pixel)
+        self.mm_label.setText(mm)
+        self.value_label.setText(value)
+
+    def _on_state_changed(self, kind: str) -> None:
+        if kind == "image" and self.state.image is None:
+            self.setWindowTitle("lesion-studio")
+            self._on_cursor_text("", "", "")
+
+    # ------------------------------------------------------------------ drag and drop
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        paths = [QUrl(u).toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.open_paths(paths)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        self.loader.wait(5_000)
+        super().closeEvent(event)
