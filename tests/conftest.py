@@ -1,5 +1,15 @@
-"""Shared test setup: Qt runs offscreen, so the suite needs no display."""
+"""Shared test setup: Qt runs offscreen and user files go to a temporary home."""
+
+from __future__ import annotations
 
 import os
 
+import pytest
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recent files, settings and autosaves of a test never touch the real user folders."""
+    monkeypatch.setenv("LESION_STUDIO_HOME", str(tmp_path_factory.mktemp("home")))

@@ -19,7 +19,7 @@ def format_cursor(state: ViewState, row: float, col: float) -> tuple[str, str, s
         return "", "", ""
     r, c = int(row), int(col)
     pixel = f"x {c}  y {r} px" + (f"  z {state.slice_index}" if image.is_volume else "")
-    mm = state.position_mm(row, col)
+    mm = state.position_mm(r, c)  # centre of the pixel under the cursor, as DICOM positions are
     mm_text = "mm: spacing unknown" if mm is None else f"x {mm[1]:.1f}  y {mm[0]:.1f} mm"
     value = state.value_at(r, c)
     unit = f" {image.unit}" if image.unit else ""

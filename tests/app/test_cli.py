@@ -1,0 +1,95 @@
+"""The command line: version, help, reserved --batch, devices, and the demo launch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from lesion_studio import __version__
+from lesion_studio.app import cli
+from lesion_studio.core.device import cuda_available
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lesion_studio", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_version() -> None:
+    result = _run("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"lesion-studio {__version__}"
+
+
+def test_help_lists_the_options() -> None:
+    result = _run("--help")
+    assert result.returncode == 0
+    for option in ("--demo", "--device", "--batch", "--version", "PATH"):
+        assert option in result.stdout
+
+
+def test_batch_is_reserved_with_a_clear_message(capsys) -> None:
+    assert cli.main(["--batch", "config.toml"]) == 2
+    assert "--batch" in capsys.readouterr().err
+
+
+def test_bad_device_choice_is_refused() -> None:
+    result = _run("--device", "tpu")
+    assert result.returncode == 2
+    assert "invalid choice" in result.stderr
+
+
+@pytest.mark.skipif(cuda_available(), reason="this machine has a GPU")
+def test_cuda_without_gpu_is_refused(capsys) -> None:
+    assert cli.main(["--device", "cuda"]) == 2
+    assert "no CUDA GPU" in capsys.readouterr().err
+
+
+def test_demo_flag_opens_the_demo_radiograph(qtbot, monkeypatch) -> None:
+    from PySide6.QtWidgets import QApplication
+
+    from lesion_studio.app.main_window import MainWindow
+
+    created = []
+    monkeypatch.setattr(QApplication, "exec", lambda self=None: 0)
+    original_init = MainWindow.__init__
+
+    def remember(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        created.append(self)
+
+    monkeypatch.setattr(MainWindow, "__init__", remember)
+    assert cli.main(["--demo", "--device", "cpu"]) == 0
+    window = created[0]
+    qtbot.addWidget(window)
+    qtbot.waitUntil(lambda: window.state.image is not None, timeout=30_000)
+    assert window.state.image.source.path.name == "RG1_UNCR.dcm"
+    assert window.device == "cpu"
+
+
+def test_paths_on_the_command_line_are_opened(qtbot, monkeypatch) -> None:
+    from PySide6.QtWidgets import QApplication
+
+    from lesion_studio.app.main_window import MainWindow
+    from lesion_studio.core.sample_data import sample_file
+
+    created = []
+    monkeypatch.setattr(QApplication, "exec", lambda self=None: 0)
+    original_init = MainWindow.__init__
+    monkeypatch.setattr(MainWindow, "__init__", lambda self, *a, **k: (original_init(self, *a, **k), created.append(self))[0])
+    assert cli.main([str(sample_file("693_UNCR.dcm"))]) == 0
+    window = created[0]
+    qtbot.addWidget(window)
+    qtbot.waitUntil(lambda: window.state.image is not None, timeout=30_000)
+    assert window.state.image.modality == "CT"
+
+
+def test_subcommands_do_not_import_qt() -> None:
+    code = (
+        "import sys; from lesion_studio.app import cli; "
+        "rc = cli.main(['--batch', 'x.toml']); "
+        "assert rc == 2; assert 'PySide6' not in sys.modules, 'Qt imported'; print('ok')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
