@@ -1,0 +1,168 @@
+"""P0 crop rules (Eq. 1-2), context crops with reflect padding, and paste back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lesion_studio.core.errors import MaskError
+from lesion_studio.core.geometry.crops import (
+    Box,
+    PixelBox,
+    context_box,
+    extract_crop,
+    feather_weights,
+    lesion_bbox,
+    p0_mask_crop,
+    paste_crop,
+    paste_mask,
+)
+
+
+def test_lesion_bbox_is_tight_and_half_open():
+    mask = np.zeros((20, 30), dtype=bool)
+    mask[4:9, 10:13] = True
+    mask[7, 20] = True
+    assert lesion_bbox(mask) == Box(row0=4.0, col0=10.0, height=5.0, width=11.0)
+
+
+def test_lesion_bbox_of_empty_mask_is_an_error():
+    with pytest.raises(MaskError):
+        lesion_bbox(np.zeros((5, 5), dtype=bool))
+
+
+def test_p0_crop_wide_lesion_hand_computed():
+    # ws = 10 >= hs = 6: wm = 12, x = 30 - 1, y = 20 - (12 - 6) / 2 = 17 (P0 Eq. 1-2)
+    crop = p0_mask_crop(Box(row0=20, col0=30, height=6, width=10))
+    assert crop == Box(row0=17.0, col0=29.0, height=12.0, width=12.0)
+
+
+def test_p0_crop_tall_lesion_hand_computed():
+    # hs = 10 > ws = 4: wm = 12, margin 0.1·hs = 1 on rows, columns centred: 8 - (12 - 4) / 2
+    crop = p0_mask_crop(Box(row0=5, col0=8, height=10, width=4))
+    assert crop == Box(row0=4.0, col0=4.0, height=12.0, width=12.0)
+
+
+def test_p0_crop_square_lesion_hand_computed():
+    crop = p0_mask_crop(Box(row0=0, col0=0, height=5, width=5))
+    assert crop.height == pytest.approx(6.0) and crop.width == pytest.approx(6.0)
+    assert crop.row0 == pytest.approx(-0.5) and crop.col0 == pytest.approx(-0.5)
+
+
+def test_context_box_is_three_wm_centred_hand_computed():
+    # mask crop (17, 29, 12, 12): centre (23, 35), side 3·12 = 36 → top-left (5, 17)
+    box = context_box(Box(row0=17, col0=29, height=12, width=12))
+    assert box == PixelBox(row0=5, col0=17, height=36, width=36)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    row0=st.floats(-50, 500), col0=st.floats(-50, 500),
+    height=st.floats(1, 200), width=st.floats(1, 200),
+)
+def test_p0_crop_contains_lesion_with_ten_percent_margins(row0, col0, height, width):
+    lesion = Box(row0, col0, height, width)
+    crop = p0_mask_crop(lesion)
+    long_side = max(height, width)
+    margin = 0.1 * long_side  # P0 Eq. 1-2
+    assert crop.height == pytest.approx(1.2 * long_side)
+    assert crop.width == pytest.approx(1.2 * long_side)
+    tol = 1e-9 * max(1.0, abs(row0) + abs(col0) + long_side)
+    for before, after in (
+        (lesion.row0 - crop.row0, crop.row1 - lesion.row1),
+        (lesion.col0 - crop.col0, crop.col1 - lesion.col1),
+    ):
+        assert before >= margin - tol and after >= margin - tol
+        assert before == pytest.approx(after, abs=1e-6 * long_side)  # centred on each axis
+    # the 3·wm context contains the mask crop whatever the rounding
+    context = context_box(crop).as_box()
+    assert context.contains(crop, tol=1.0)
+    assert context.contains(lesion)
+
+
+def test_extract_crop_inside_image_is_a_plain_slice():
+    image = np.arange(100, dtype=np.float32).reshape(10, 10)
+    np.testing.assert_array_equal(extract_crop(image, PixelBox(2, 3, 4, 5)), image[2:6, 3:8])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.integers(2, 12), cols=st.integers(2, 12),
+    row0=st.integers(-30, 20), col0=st.integers(-30, 20),
+    side=st.integers(1, 40),
+)
+def test_extract_crop_outside_matches_numpy_reflect_pad(rows, cols, row0, col0, side):
+    image = np.random.default_rng(0).normal(size=(rows, cols)).astype(np.float32)
+    pad = 80
+    padded = np.pad(image, pad, mode="reflect")
+    expected = padded[row0 + pad : row0 + pad + side, col0 + pad : col0 + pad + side]
+    np.testing.assert_array_equal(extract_crop(image, PixelBox(row0, col0, side, side)), expected)
+
+
+def test_paste_writes_the_resized_patch_only_inside_the_box():
+    image = np.zeros((40, 50), dtype=np.float32)
+    out = paste_crop(image, np.full((8, 8), 7.0, np.float32), PixelBox(-5, 40, 20, 20))
+    assert np.all(out[0:15, 40:50] == 7.0)
+    outside = np.ones_like(image, dtype=bool)
+    outside[0:15, 40:50] = False
+    assert np.all(out[outside] == 0.0)
+    assert np.all(image == 0.0)  # the input is not modified
+
+
+def test_paste_crop_fully_outside_changes_nothing():
+    image = np.ones((10, 10), dtype=np.float32)
+    out = paste_crop(image, np.zeros((4, 4), np.float32), PixelBox(20, 20, 5, 5))
+    np.testing.assert_array_equal(out, image)
+
+
+def test_feather_weights_hand_computed():
+    w = feather_weights((10, 10), 4.0)
+    # the pixel centre of the edge pixel is 0.5 px inside: 0.5 / 4
+    assert w[0, 5] == pytest.approx(0.125)
+    assert w[2, 5] == pytest.approx(2.5 / 4)
+    assert w[5, 5] == pytest.approx(1.0)
+
+
+def test_feathered_paste_blends_the_seam():
+    image = np.zeros((30, 30), dtype=np.float32)
+    out = paste_crop(image, np.ones((10, 10), np.float32), PixelBox(10, 10, 10, 10), feather_px=4)
+    assert out[10, 15] == pytest.approx(0.125)
+    assert out[15, 15] == pytest.approx(1.0)
+
+
+def test_intensity_matching_aligns_the_surroundings_mean():
+    rng = np.random.default_rng(1)
+    image = rng.normal(100.0, 5.0, size=(40, 40)).astype(np.float32)
+    box = PixelBox(5, 5, 20, 20)
+    hole = np.zeros((20, 20), dtype=bool)
+    hole[8:12, 8:12] = True
+    patch = extract_crop(image, box) + 50.0  # a generator that drifted by +50
+    out = paste_crop(image, patch, box, match_surroundings=True, hole=hole)
+    crop = extract_crop(out, box)
+    assert crop[~hole].mean() == pytest.approx(extract_crop(image, box)[~hole].mean(), abs=1e-3)
+
+
+def test_paste_region_keeps_the_rest_of_the_crop_bit_identical():
+    rng = np.random.default_rng(2)
+    image = rng.normal(size=(30, 30)).astype(np.float32)
+    box = PixelBox(5, 5, 16, 16)
+    region = np.zeros((16, 16), dtype=bool)
+    region[6:10, 6:10] = True
+    out = paste_crop(image, np.full((16, 16), 9.0, np.float32), box, region=region)
+    changed = out != image
+    expected = np.zeros_like(changed)
+    expected[11:15, 11:15] = True
+    np.testing.assert_array_equal(changed, expected)
+
+
+def test_paste_mask_union_and_removal():
+    full = np.zeros((10, 10), dtype=bool)
+    full[0, 0] = True
+    crop = np.zeros((4, 4), dtype=bool)
+    crop[1:3, 1:3] = True
+    added = paste_mask(full, crop, PixelBox(8, 8, 4, 4))
+    assert added[0, 0] and added[9, 9] and added.sum() == 2  # clipped to the image
+    removed = paste_mask(added, np.ones((4, 4), bool), PixelBox(-2, -2, 4, 4), remove=True)
+    assert not removed[0, 0] and removed[9, 9]
