@@ -36,3 +36,7 @@ class MaskError(LesionStudioError):
 
 class ConfigError(LesionStudioError):
     """A configuration file or value is invalid."""
+
+
+class SessionError(LesionStudioError):
+    """A session or recovery file is missing, unreadable or inconsistent."""

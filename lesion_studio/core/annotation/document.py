@@ -15,6 +15,7 @@ Both are exposed read-only in spirit: write through the document so history and 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -99,6 +100,7 @@ class AnnotationDocument:
         self.history = History(max_steps=max_history, max_bytes=max_history_bytes)
         self.events = EventEmitter()
         self.revision = 0  # bumped on every content change (commit, undo, redo, classes)
+        self.uid = uuid.uuid4().hex  # tells documents apart (autosave's "dirty" check)
 
     @classmethod
     def for_image(cls, image, **kwargs) -> "AnnotationDocument":
