@@ -54,28 +54,43 @@ def sample_nonlesion_mask(
 ) -> NonLesionMask:
     """Draw a non-lesion mask whose whole `wm`-square lies in `lesion_free` (bool `(H, W)`).
 
-    `wm ~ U{width_range_px}` (P0 §III-A, inclusive integers); the top-left is uniform over all
-    positions where the square fits. Raises MaskError when no square of that width fits.
+    `wm ~ U{width_range_px}` (P0 §III-A, inclusive integers); when the drawn width fits
+    nowhere, it is redrawn among the widths that fit. The top-left is uniform over all
+    positions where the square fits. Raises MaskError when not even the smallest width fits.
     """
     free = np.asarray(lesion_free, dtype=bool)
     low, high = int(width_range_px[0]), int(width_range_px[1])
     if low < 1 or high < low:
         raise MaskError(f"invalid non-lesion width range {width_range_px}")
-    width = int(rng.integers(low, high + 1))  # P0 §III-A: U[10, 50] px
-    # a top-left (r, c) is valid when free[r:r+w, c:c+w] is all True: erode with a w×w square
-    # anchored at its top-left corner.
     blocked = (~free).astype(np.int32)
     integral = np.pad(blocked.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
-    h, w = free.shape
-    if h < width or w < width:
-        raise MaskError(f"the image ({h}x{w}) is smaller than a {width} px non-lesion mask")
-    sums = (
-        integral[width:, width:] - integral[:-width, width:]
-        - integral[width:, :-width] + integral[:-width, :-width]
-    )
-    valid = np.argwhere(sums == 0)
+
+    def valid_top_lefts(width: int) -> np.ndarray:
+        # (r, c) is valid when free[r:r+w, c:c+w] is all True: a w×w box sum of blocked == 0
+        if width > free.shape[0] or width > free.shape[1]:
+            return np.zeros((0, 2), dtype=np.int64)
+        sums = (
+            integral[width:, width:] - integral[:-width, width:]
+            - integral[width:, :-width] + integral[:-width, :-width]
+        )
+        return np.argwhere(sums == 0)
+
+    width = int(rng.integers(low, high + 1))  # P0 §III-A: U[10, 50] px
+    valid = valid_top_lefts(width)
     if valid.size == 0:
-        raise MaskError(f"no lesion-free square of {width} px fits in the allowed region")
+        # the drawn width does not fit: draw again among the widths that do (fitting is
+        # monotone in the width, so bisect for the largest one)
+        lo, hi = low - 1, width - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if valid_top_lefts(mid).size:
+                lo = mid
+            else:
+                hi = mid - 1
+        if lo < low:
+            raise MaskError(f"no lesion-free square of {low} px fits in the allowed region")
+        width = int(rng.integers(low, lo + 1))
+        valid = valid_top_lefts(width)
     row0, col0 = valid[int(rng.integers(len(valid)))]
     hole_d = width / P0_CROP_TO_LESION
     hole = np.zeros((width, width), dtype=bool)
