@@ -207,12 +207,11 @@ class MainWindow(QMainWindow):
     def _refresh_recent(self) -> None:
         entries = self.recent.entries()
         self.start_page.set_recent(entries)
-        self.recent_menu.clear() if hasattr(self, "recent_menu") else None
-        if hasattr(self, "recent_menu"):
-            for path in entries:
-                action = self.recent_menu.addAction(str(path))
-                action.triggered.connect(lambda _=False, p=str(path): self.open_path(p))
-            self.recent_menu.setEnabled(bool(entries))
+        self.recent_menu.clear()
+        for path in entries:
+            action = self.recent_menu.addAction(str(path))
+            action.triggered.connect(lambda _=False, p=str(path): self.open_path(p))
+        self.recent_menu.setEnabled(bool(entries))
 
     # ------------------------------------------------------------------ opening
 

@@ -216,3 +216,40 @@ def test_newest_load_wins(window, qtbot) -> None:
     with qtbot.waitSignal(window.loader.busyChanged, timeout=30_000, check_params_cb=lambda b: not b):
         window.open_path(sample_file("CT_small.dcm"))
     assert window.state.image.source.path.name == "CT_small.dcm"
+
+
+def test_anisotropic_spacing_sets_the_displayed_aspect(window, qtbot) -> None:
+    from lesion_studio.core.image import ImageSource, MedicalImage, Window
+
+    pixels = np.zeros((100, 200), np.float32)
+    image = MedicalImage(
+        pixels=pixels, spacing_mm=(2.0, 0.5), modality="OT", window=Window(0, 1), window_source="preset",
+        source=ImageSource(path=Path("aniso"), format="memory"),
+    )
+    window.state.set_image(image)
+    window.show_viewer()
+    rect = window.canvas.image_item.mapRectToParent(window.canvas.image_item.boundingRect())  # view coords
+    assert rect.width() == pytest.approx(200.0)
+    assert rect.height() == pytest.approx(100.0 * 2.0 / 0.5)  # 400 px tall: rows are 4× longer
+    # And the cursor still maps back to true pixel indices.
+    row, col = window.canvas.scene_to_pixel(window.canvas.pixel_to_scene(60.0, 150.0))
+    assert (row, col) == pytest.approx((60.0, 150.0))
+
+
+def test_wheel_zooms_at_the_cursor(window, qtbot, open_and_wait) -> None:
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    open_and_wait(window, sample_file("693_UNCR.dcm"))
+    viewport = window.canvas.view.viewport()
+    target = _view_point(window, 100, 400)
+    before_zoom = window.canvas.zoom_factor()
+    event = QWheelEvent(
+        QPointF(target), QPointF(viewport.mapToGlobal(target)), QPoint(0, 0), QPoint(0, 240),
+        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False,
+    )
+    QApplication.sendEvent(viewport, event)
+    assert window.canvas.zoom_factor() > before_zoom * 1.1
+    # The pixel under the cursor stays under the cursor.
+    row, col = window.canvas.scene_to_pixel(window.canvas.view.mapToScene(target))
+    assert (row, col) == pytest.approx((100.5, 400.5), abs=1.0)
