@@ -188,7 +188,11 @@ def test_sigkill_at_any_moment_leaves_a_complete_recovery(tmp_path):
         recoveries = AutosaveStore(folder).find_recoveries()
         assert len(recoveries) == 1
         doc, _ = AutosaveStore(folder).restore(recoveries[0])
-        matches = [k for k, p in enumerate(prefixes) if np.array_equal(p.labels, doc.labels)
-                   and np.array_equal(p.location, doc.location)]
+        meta = {i: doc.lesion_meta(i) for i in doc.lesion_ids}
+        matches = [
+            p for p in prefixes
+            if np.array_equal(p.labels, doc.labels) and np.array_equal(p.location, doc.location)
+            and {i: p.lesion_meta(i) for i in p.lesion_ids} == meta
+        ]
         assert matches, "the recovery is not any state the document went through"
-        _assert_same(doc, prefixes[matches[-1]])
+        _assert_same(doc, matches[-1])
