@@ -200,3 +200,22 @@ def test_read_array_names_the_file(tmp_path):
     np.save(tmp_path / "a.npy", np.zeros((2, 3, 4)))
     with pytest.raises(ImageLoadError, match="2D"):
         read_array(tmp_path / "a.npy")
+
+
+def test_geometry_plans_phantom_and_cli_import_neither_qt_nor_torch():
+    modules = [
+        "lesion_studio.app.commands.phantom", "lesion_studio.core.synthesis_plan",
+        "lesion_studio.core.augmentation_plan", "lesion_studio.core.mask_bank",
+        "lesion_studio.core.classic_augment", "lesion_studio.core.dataset", "lesion_studio.core.phantom",
+        "lesion_studio.core.geometry.crops", "lesion_studio.core.geometry.size_modulation",
+        "lesion_studio.core.geometry.nonlesion", "lesion_studio.core.geometry.composition",
+    ]
+    code = (
+        "import importlib, sys\n"
+        f"for m in {modules!r}: importlib.import_module(m)\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('PySide6', 'PyQt5', 'PyQt6', 'torch', 'pyqtgraph'))\n"
+        "print(bad)\n"
+        "sys.exit(1 if bad else 0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
