@@ -386,3 +386,20 @@ def test_table_matches_regionprops_and_unknown_spacing_gives_no_mm():
         assert row.bbox == (p.bbox[0], p.bbox[2], p.bbox[1], p.bbox[3])
         assert row.centroid_rc == pytest.approx(p.centroid)
         assert row.area_mm2 is None and row.equivalent_diameter_mm is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.tuples(st.integers(0, 23), st.integers(0, 31)),
+    values=st.lists(st.integers(0, 2), min_size=24 * 32, max_size=24 * 32),
+)
+def test_flood_region_matches_skimage_flood(seed, values):
+    from skimage.segmentation import flood
+
+    from lesion_studio.core.annotation.geometry import flood_region
+
+    plane = np.array(values, dtype=np.uint16).reshape(24, 32)
+    (r0, r1, c0, c1), mask = flood_region(plane, seed)
+    full = np.zeros(plane.shape, bool)
+    full[r0:r1, c0:c1] = mask
+    np.testing.assert_array_equal(full, flood(plane, seed, connectivity=1))

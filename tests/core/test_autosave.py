@@ -89,6 +89,26 @@ def test_save_writes_only_when_dirty(tmp_path):
     assert store.is_dirty(other, state)
 
 
+def test_prepared_job_written_by_a_worker_keeps_the_prepared_state(tmp_path):
+    import threading
+
+    store = AutosaveStore(tmp_path)
+    doc = _replayed(4)
+    expected = AnnotationDocument.from_arrays(
+        doc.labels, doc.location, spacing_mm=doc.spacing_mm, meta={i: doc.lesion_meta(i) for i in doc.lesion_ids}
+    )
+    job = store.prepare(doc, _state(0))
+    step(doc, 4)  # the user keeps painting while the worker writes
+    worker = threading.Thread(target=store.write, args=(job,))
+    worker.start()
+    worker.join()
+    assert store.is_dirty(doc, _state(0))  # what was painted meanwhile is not saved yet
+    restored, state = store.restore(store.session_file)
+    _assert_same(restored, expected)
+    assert state == _state(0)
+    assert store.prepare(restored, state) is not None  # another document: dirty
+
+
 def test_running_sessions_are_not_recoveries_and_discard_removes(tmp_path):
     mine = AutosaveStore(tmp_path)
     doc = AnnotationDocument((30, 30))

@@ -11,6 +11,7 @@ clean save or exit it calls `discard()` for its own folder.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import platformdirs
 
-from lesion_studio.core.annotation.document import AnnotationDocument
+from lesion_studio.core.annotation.document import AnnotationDocument, DocumentSnapshot
 from lesion_studio.core.annotation.session import (
     SessionState,
     load_session,
@@ -62,6 +63,14 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+@dataclass(frozen=True)
+class AutosaveJob:
+    """A copy of the document and view state taken on the GUI thread, written by `write`."""
+
+    snapshot: DocumentSnapshot
+    state: SessionState
 
 
 @dataclass(frozen=True)
@@ -106,12 +115,32 @@ class AutosaveStore:
         self._saved = (doc.uid, doc.revision, state.to_json())
 
     def save(self, doc: AnnotationDocument, state: SessionState, *, force: bool = False) -> bool:
-        """Write the recovery when dirty (or `force`); returns whether it wrote.
+        """Write the recovery now when dirty (or `force`); returns whether it wrote.
 
         Skips while a stroke is open (the map holds half a stroke); the next tick catches up.
+        A 4096² radiograph takes a few hundred ms: to keep the GUI thread free, use
+        `prepare` on the GUI thread and `write` in a worker instead.
         """
-        if doc.in_transaction or not (force or self.is_dirty(doc, state)):
+        job = self.prepare(doc, state, force=force)
+        if job is None:
             return False
+        self.write(job)
+        return True
+
+    def prepare(
+        self, doc: AnnotationDocument, state: SessionState, *, force: bool = False
+    ) -> AutosaveJob | None:
+        """On the GUI thread: a copy of what to write (~10 ms for 4096²), or None if nothing to do."""
+        if doc.in_transaction or not (force or self.is_dirty(doc, state)):
+            return None
+        state_copy = SessionState(**{**state.__dict__, "extra": json.loads(json.dumps(state.extra))})
+        return AutosaveJob(doc.snapshot(copy=True), state_copy)
+
+    def write(self, job: AutosaveJob) -> None:
+        """Anywhere (a worker thread): write a prepared job atomically, then mark it saved.
+
+        Run one write at a time per store (a single worker, or wait for the previous one).
+        """
         header = {
             "autosave": {
                 "pid": os.getpid(),
@@ -119,9 +148,8 @@ class AutosaveStore:
                 "session_id": self.session_id,
             }
         }
-        save_session(self.session_file, doc, state, png_compression=1, header=header)
-        self.mark_saved(doc, state)
-        return True
+        save_session(self.session_file, job.snapshot, job.state, png_compression=1, header=header)
+        self._saved = (job.snapshot.uid, job.snapshot.revision, job.state.to_json())
 
     def find_recoveries(self) -> list[Recovery]:
         """Recoveries left by runs that are no longer alive, newest first (not this run's own)."""

@@ -54,6 +54,29 @@ class _Transaction:
     meta_before: dict[int, LesionMeta | None] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class DocumentSnapshot:
+    """What a session file holds, copied: safe to write from a worker thread while painting goes on."""
+
+    labels: np.ndarray  # (H, W) or (slices, H, W) uint16
+    location: np.ndarray  # same shape, uint8 0/1
+    spacing_mm: tuple[float, ...] | None
+    geometry: Geometry | None
+    classes: tuple[LesionClass, ...]
+    current_class: str
+    meta: dict[int, LesionMeta]
+    revision: int
+    uid: str
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.labels.shape)
+
+    @property
+    def is_volume(self) -> bool:
+        return self.labels.ndim == 3
+
+
 class AnnotationDocument:
     """Lesion masks of one 2D image or volume, with undo/redo, a lesion table and events."""
 
@@ -505,7 +528,27 @@ class AnnotationDocument:
         self.events.emit(AnnotationEvent("classes"))
         return cls
 
-    # ------------------------------------------------------------------ loading
+    # ------------------------------------------------------------------ saving and loading
+
+    def snapshot(self, copy: bool = True) -> DocumentSnapshot:
+        """The saved state of the document; `copy=False` shares the arrays (same-thread writes).
+
+        Call it outside a transaction (between strokes) so no half stroke is captured.
+        """
+        labels, location = self.labels, self.location
+        if copy:
+            labels, location = labels.copy(), location.copy()
+        return DocumentSnapshot(
+            labels=labels,
+            location=location,
+            spacing_mm=self.spacing_mm,
+            geometry=self.geometry,
+            classes=self.classes,
+            current_class=self.current_class,
+            meta=dict(self._meta),
+            revision=self.revision,
+            uid=self.uid,
+        )
 
     @classmethod
     def from_arrays(

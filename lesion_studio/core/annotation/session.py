@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lesion_studio.core.annotation.classes import LesionClass, LesionMeta
-from lesion_studio.core.annotation.document import AnnotationDocument
+from lesion_studio.core.annotation.document import AnnotationDocument, DocumentSnapshot
 from lesion_studio.core.annotation.mask_io import (
     atomic_write_bytes,
     describe_shape,
@@ -67,16 +67,21 @@ def _session_stem(path: Path) -> str:
 
 def save_session(
     path: str | Path,
-    doc: AnnotationDocument,
+    doc: AnnotationDocument | DocumentSnapshot,
     state: SessionState,
     *,
     png_compression: int = 3,
     header: dict | None = None,
 ) -> Path:
-    """Write the document and view state as `path` (JSON) plus mask files beside it.
+    """Write the document (or a snapshot of it) and view state as `path` (JSON) + masks beside it.
 
-    `header` adds top-level JSON fields (the autosave store records its owner there).
+    A `DocumentSnapshot` lets a worker thread write while the user keeps painting. `header`
+    adds top-level JSON fields (the autosave store records its owner there).
     """
+    if isinstance(doc, AnnotationDocument):
+        if doc.in_transaction:
+            raise RuntimeError("cannot save in the middle of a stroke; commit it first")
+        doc = doc.snapshot(copy=False)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     stem = _session_stem(path)
@@ -110,7 +115,7 @@ def save_session(
         "geometry": geometry,
         "classes": [c.to_json() for c in doc.classes],
         "current_class": doc.current_class,
-        "lesions": [{"id": i, **doc.lesion_meta(i).to_json()} for i in doc.lesion_ids],
+        "lesions": [{"id": i, **doc.meta[i].to_json()} for i in sorted(doc.meta)],
         "labels_file": labels_name,
         "location_file": location_name,
         **(header or {}),
