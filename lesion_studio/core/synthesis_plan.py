@@ -229,13 +229,16 @@ class SynthesisPlan:
             raise MaskError(f"the plan is for a {self.image_shape} image, got {image.shape}")
         generate = self.crop_generate_region()
         blending = self.request.blending
-        keep = self.crop_footprint() if self.request.mode == "outpaint" else None
+        outpaint = self.request.mode == "outpaint"
+        # inpaint/remove: match the crop around the hole, never fade the hole itself;
+        # outpaint: the generated part reaches the crop edge, so match the whole crop and
+        # let the seam fade at the crop edge; the lesion is restored bit-identically.
         return paste_crop(
             image, generated, self.context,
             feather_px=blending.feather_px,
             match_surroundings=blending.match_intensity,
-            hole=generate,
-            keep=keep,
+            hole=None if outpaint else generate,
+            keep=self.crop_footprint() if outpaint else None,
             region=generate if blending.region == "hole" else None,
         )
 

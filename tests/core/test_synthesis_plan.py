@@ -254,3 +254,18 @@ def test_existing_lesion_is_needed_for_remove():
     req = SynthesisRequest(mode="remove", centre_rc=(40, 60), mask_source=MaskSource("existing"))
     with pytest.raises(MaskError):
         build_plan(req, (100, 100), lesion_mask=np.zeros((100, 100), bool))
+
+
+def test_outpaint_seam_fades_at_the_crop_edge():
+    lesion_mask = np.zeros((80, 80), bool)
+    lesion_mask[36:44, 36:44] = True
+    req = SynthesisRequest(mode="outpaint", centre_rc=(40, 40), mask_source=MaskSource("existing"),
+                           blending=Blending(feather_px=4.0))
+    plan = build_plan(req, (80, 80), lesion_mask=lesion_mask)
+    image = np.zeros((80, 80), np.float32)
+    out = plan.paste(image, np.full((128, 128), 8.0, np.float32))
+    box = plan.context
+    mid = box.col0 + box.width // 2
+    assert out[box.row0, mid] == pytest.approx(1.0)  # 0.5 px / 4 px of the way: 8 · 0.125
+    assert out[box.row0 + 6, mid] == pytest.approx(8.0)
+    assert np.all(out[lesion_mask] == 0.0)
