@@ -403,3 +403,36 @@ def test_flood_region_matches_skimage_flood(seed, values):
     full = np.zeros(plane.shape, bool)
     full[r0:r1, c0:c1] = mask
     np.testing.assert_array_equal(full, flood(plane, seed, connectivity=1))
+
+
+def test_press_outside_the_volume_leaves_no_open_transaction():
+    doc = AnnotationDocument((2, 10, 10))
+    stroke = BrushStroke(doc, label=1, radius_px=2, slice=5)
+    with pytest.raises(IndexError):
+        stroke.press((5, 5))
+    assert not doc.in_transaction and not stroke.active
+
+
+def test_label_colors_follow_classes():
+    doc = AnnotationDocument((10, 10))
+    doc.add_class("cyst", (1, 2, 3))
+    a = doc.new_lesion("cyst")
+    doc.paint_segment((5, 5), (5, 5), a + 2, radius_px=1)  # painted without new_lesion
+    lut = doc.label_colors(alpha=200)
+    assert lut.shape == (a + 3, 4)
+    assert tuple(lut[0]) == (0, 0, 0, 0)
+    assert tuple(lut[a]) == (1, 2, 3, 200)
+    assert tuple(lut[a + 2]) == (*doc.lesion_class(doc.current_class).color_rgb, 200)
+    assert tuple(lut[a + 1]) == (0, 0, 0, 0)  # unused id
+
+
+def test_model_layer_imports_neither_qt_nor_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, lesion_studio.core.annotation as a; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'pyqtgraph', 'torch', 'qtpy')]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

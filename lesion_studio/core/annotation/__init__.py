@@ -5,10 +5,13 @@ Widgets stay thin: they forward mouse events to `BrushStroke` / document methods
 """
 
 from lesion_studio.core.annotation.classes import DEFAULT_CLASSES, ORIGINS, LesionClass, LesionMeta
-from lesion_studio.core.annotation.document import AnnotationDocument
+from lesion_studio.core.annotation.autosave import AutosaveJob, AutosaveStore, Recovery
+from lesion_studio.core.annotation.document import AnnotationDocument, DocumentSnapshot
 from lesion_studio.core.annotation.events import AnnotationEvent, EventEmitter
 from lesion_studio.core.annotation.geometry import brush_radii_px
 from lesion_studio.core.annotation.history import History, HistoryEntry, Patch
+from lesion_studio.core.annotation.mask_io import export_layer, import_mask, load_mask, save_mask
+from lesion_studio.core.annotation.session import SessionState, load_session, save_session
 from lesion_studio.core.annotation.stroke import BrushStroke
 from lesion_studio.core.annotation.table import LesionRecord
 
@@ -17,7 +20,10 @@ __all__ = [
     "ORIGINS",
     "AnnotationDocument",
     "AnnotationEvent",
+    "AutosaveJob",
+    "AutosaveStore",
     "BrushStroke",
+    "DocumentSnapshot",
     "EventEmitter",
     "History",
     "HistoryEntry",
@@ -25,5 +31,13 @@ __all__ = [
     "LesionMeta",
     "LesionRecord",
     "Patch",
+    "Recovery",
+    "SessionState",
     "brush_radii_px",
+    "export_layer",
+    "import_mask",
+    "load_mask",
+    "load_session",
+    "save_mask",
+    "save_session",
 ]

@@ -236,7 +236,8 @@ class AnnotationDocument:
         try:
             yield self
         except BaseException:
-            self.abort()
+            if self._txn is not None:  # an inner block may have aborted the whole transaction
+                self.abort()
             raise
         self.commit()
 
@@ -527,6 +528,20 @@ class AnnotationDocument:
         self.revision += 1
         self.events.emit(AnnotationEvent("classes"))
         return cls
+
+    def label_colors(self, alpha: int = 128) -> np.ndarray:
+        """A `(max id + 1, 4)` uint8 RGBA lookup table: each id in its class colour, 0 clear.
+
+        Index the label plane with it (`lut[plane]`) or hand it to an image item as its LUT.
+        """
+        ids = set(self._meta) | set(self._stats)
+        lut = np.zeros((max(ids, default=0) + 1, 4), dtype=np.uint8)
+        fallback = self._classes.get(self.current_class) or next(iter(self._classes.values()))
+        for label in ids:
+            meta = self._meta.get(label)
+            cls = self._classes.get(meta.class_name, fallback) if meta else fallback
+            lut[label] = (*cls.color_rgb, alpha)
+        return lut
 
     # ------------------------------------------------------------------ saving and loading
 

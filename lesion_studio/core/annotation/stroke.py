@@ -53,16 +53,28 @@ class BrushStroke:
         """Open the transaction and stamp the brush at `point_rc`."""
         if self._last is not None:
             raise RuntimeError("press() twice without release()")
+        point = (float(point_rc[0]), float(point_rc[1]))
         self.doc.begin("eraser" if self.erase else "brush")
-        self._last = (float(point_rc[0]), float(point_rc[1]))
-        return self._segment(self._last, self._last)
+        try:
+            bbox = self._segment(point, point)
+        except BaseException:
+            if self.doc.in_transaction:
+                self.doc.abort()
+            raise
+        self._last = point
+        return bbox
 
     def move(self, point_rc: tuple[float, float]) -> BBox | None:
         """Paint the segment from the previous point to `point_rc`; returns the changed bbox."""
         if self._last is None:
             raise RuntimeError("move() before press()")
         point = (float(point_rc[0]), float(point_rc[1]))
-        bbox = self._segment(self._last, point)
+        try:
+            bbox = self._segment(self._last, point)
+        except BaseException:
+            if not self.doc.in_transaction:  # the error aborted the whole stroke
+                self._last = None
+            raise
         self._last = point
         return bbox
 
