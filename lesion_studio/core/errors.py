@@ -40,3 +40,7 @@ class ConfigError(LesionStudioError):
 
 class SessionError(LesionStudioError):
     """A session or recovery file is missing, unreadable or inconsistent."""
+
+
+class CheckpointError(LesionStudioError):
+    """A model checkpoint is missing, not safetensors + JSON, of another family, or does not fit."""

@@ -1,0 +1,117 @@
+"""P3 §III-C texture generator (gated convolutions, coarse → refinement) and SN-PatchGAN D_t.
+
+Gated convolution: `F_out = IN(LeakyReLU(W_f·F) ⊙ σ(W_g·F))` (P3 Eq. 3).
+Each stage is encoder (two stride-2 downsamplings) → bottleneck with four dilated gated convs
+(dilation 2, 4, 8, 16) → decoder with nearest-neighbour upsampling, then a plain conv + tanh.
+The coarse stage G_C sees `[I ⊙ (1 − M) + M, M]`; the refinement stage G_R sees
+`[I_out,1, M]`, where `I_out,1` is composited with the known pixels outside the hole (as in
+DeepFill v2, the gated-conv reference P3 builds on). D_t: six spectrally normalised convs,
+five with stride 2 and a last one to one channel: a `(N, 1, H/32, W/32)` score map.
+
+Trained with inverted masks (the lesion kept, its surroundings regenerated) the same
+generator is lesion-studio's outpainter (P1 §3.2, SPEC §2.5).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import spectral_norm
+
+
+class GatedConv2d(nn.Module):
+    """`IN(LeakyReLU(W_f·x) ⊙ σ(W_g·x))`; `norm`/`activation` False for plain gated output."""
+
+    def __init__(
+        self, in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, dilation: int = 1,
+        *, norm: bool = True, activation: bool = True,
+    ) -> None:
+        super().__init__()
+        pad = dilation * (kernel - 1) // 2
+        self.conv = nn.Conv2d(in_ch, 2 * out_ch, kernel, stride=stride, padding=pad, dilation=dilation)
+        self.activation = nn.LeakyReLU(0.2) if activation else nn.Identity()
+        self.norm = nn.InstanceNorm2d(out_ch, affine=True) if norm else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feature, gate = self.conv(x).chunk(2, dim=1)  # W_f·F and W_g·F in one conv
+        return self.norm(self.activation(feature) * torch.sigmoid(gate))
+
+
+class GatedStage(nn.Module):
+    """One encoder–bottleneck–decoder of gated convs: `(N, in_ch, H, W)` → `(N, out_ch, H, W)`."""
+
+    def __init__(self, in_ch: int, out_ch: int, base_channels: int = 48, dilations: tuple[int, ...] = (2, 4, 8, 16)) -> None:
+        super().__init__()
+        c = base_channels
+        self.encoder = nn.Sequential(
+            GatedConv2d(in_ch, c, 5),
+            GatedConv2d(c, 2 * c, 3, stride=2),  # downsample 1
+            GatedConv2d(2 * c, 2 * c, 3),
+            GatedConv2d(2 * c, 4 * c, 3, stride=2),  # downsample 2
+            GatedConv2d(4 * c, 4 * c, 3),
+        )
+        self.bottleneck = nn.Sequential(
+            *[GatedConv2d(4 * c, 4 * c, 3, dilation=d) for d in dilations],  # P3: 2, 4, 8, 16
+            GatedConv2d(4 * c, 4 * c, 3),
+        )
+        self.decoder = nn.Sequential(
+            nn.Upsample(scale_factor=2, mode="nearest"),  # P3: nearest-neighbour upsampling
+            GatedConv2d(4 * c, 2 * c, 3),
+            GatedConv2d(2 * c, 2 * c, 3),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            GatedConv2d(2 * c, c, 3),
+            GatedConv2d(c, max(c // 2, 1), 3),
+        )
+        self.out = nn.Conv2d(max(c // 2, 1), out_ch, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.out(self.decoder(self.bottleneck(self.encoder(x)))))
+
+
+class TextureGenerator(nn.Module):
+    """Coarse-to-fine gated-conv inpainter.
+
+    `forward(image, mask)`: image `(N, C, H, W)` in [-1, 1], mask `(N, 1, H, W)` with 1 where
+    pixels are generated; H and W multiples of 4. Returns `(I_out,1, I_out,2)`, both raw
+    generator outputs (not yet composited with the known pixels).
+    """
+
+    def __init__(
+        self, in_channels: int = 2, out_channels: int = 1, base_channels: int = 48,
+        dilations: tuple[int, ...] = (2, 4, 8, 16), fill_value: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.fill_value = fill_value
+        self.coarse = GatedStage(in_channels, out_channels, base_channels, tuple(dilations))
+        self.refine = GatedStage(out_channels + 1, out_channels, base_channels, tuple(dilations))
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        filled = image * (1.0 - mask) + self.fill_value * mask  # P3 §III-C: I ⊙ (1 − M) + M
+        out1 = self.coarse(torch.cat([filled, mask], dim=1))
+        composed = out1 * mask + image * (1.0 - mask)
+        out2 = self.refine(torch.cat([composed, mask], dim=1))  # P3: G_R takes [I_out,1, M]
+        return out1, out2
+
+
+class SNPatchDiscriminator(nn.Module):
+    """D_t: six spectrally normalised convs on `[image, mask]` → `(N, 1, H/32, W/32)` scores."""
+
+    def __init__(self, in_channels: int = 2, base_channels: int = 64, n_layers: int = 6) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        prev = in_channels
+        for i in range(n_layers - 1):  # five stride-2 convs: 1/32 of the patch (P3 §III-C)
+            ch = base_channels * min(2**i, 4)
+            layers += [spectral_norm(nn.Conv2d(prev, ch, 5, stride=2, padding=2)), nn.LeakyReLU(0.2)]
+            prev = ch
+        layers.append(spectral_norm(nn.Conv2d(prev, 1, 3, stride=1, padding=1)))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([image, mask], dim=1))
+
+
+def downsample_mask(mask: torch.Tensor, size: int) -> torch.Tensor:
+    """Nearest-neighbour resize of a `(N, 1, H, W)` mask (helper for multi-scale use)."""
+    return F.interpolate(mask, size=(size, size), mode="nearest")
