@@ -1,0 +1,263 @@
+"""Checkpoints as safetensors + JSON: nothing in them can execute code when loaded.
+
+A checkpoint `NAME` is up to three files side by side:
+- `NAME.safetensors`: network weights, keys `<network>.<parameter>` (e.g. `generator.x.weight`);
+- `NAME.json`: family, config, step, metrics, dataset fingerprint, package version,
+  normalisation, the network names and the layout of the training state;
+- `NAME.state.safetensors` (training checkpoints only): optimizer and scheduler tensors and
+  the RNG states; their non-tensor parts (hyper-parameters, step counts) are in the JSON.
+
+Loading reads the JSON first (plain `json`), then the tensors with `safetensors`; a pickle
+(`.pt`, `.pth`, `.ckpt`, `.pkl`) is refused with `CheckpointError`, never unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from lesion_studio import __version__
+from lesion_studio.core.errors import CheckpointError
+
+CHECKPOINT_FORMAT = "lesion-studio-checkpoint"
+CHECKPOINT_VERSION = 1
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin", ".tar")
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint holds once read: metadata, weights per network, optional training state."""
+
+    path: Path
+    meta: dict[str, Any]
+    weights: dict[str, dict[str, torch.Tensor]]
+    training_state: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def family(self) -> str:
+        return self.meta["family"]
+
+    @property
+    def step(self) -> int:
+        return int(self.meta["step"])
+
+    def load_into(self, networks: dict[str, nn.Module]) -> None:
+        """Copy weights into `networks` (by name); `CheckpointError` for any missing or misfit tensor."""
+        for name, module in networks.items():
+            if name not in self.weights:
+                raise CheckpointError(f"the checkpoint has no weights for {name!r} (it has {sorted(self.weights)})", self.path)
+            load_state_checked(module, self.weights[name], name=name, path=self.path)
+
+
+def stem_of(path: str | Path) -> Path:
+    """`run/step_10` from `run/step_10`, `run/step_10.json` or `run/step_10.safetensors`."""
+    path = Path(path)
+    for suffix in (".state.safetensors", ".safetensors", ".json"):
+        if path.name.endswith(suffix):
+            return path.with_name(path.name[: -len(suffix)])
+    return path
+
+
+def load_state_checked(module: nn.Module, state: dict[str, torch.Tensor], *, name: str, path: Path | None) -> None:
+    """`load_state_dict` that reports key and shape mismatches as a readable `CheckpointError`."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (first: {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (first: {unexpected[0]})")
+        raise CheckpointError(f"{name} weights do not fit this network: " + ", ".join(parts), path)
+    for key, tensor in own.items():
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise CheckpointError(
+                f"{name}.{key} has shape {tuple(state[key].shape)} in the checkpoint, "
+                f"the network expects {tuple(tensor.shape)} (another width or patch size?)", path,
+            )
+    module.load_state_dict(state)
+
+
+# -- nested state (optimizers, schedulers) ↔ JSON + flat tensors ------------------------------
+def _encode(obj: Any, tensors: dict[str, torch.Tensor], prefix: str) -> Any:
+    if isinstance(obj, torch.Tensor):
+        key = f"{prefix}"
+        tensors[key] = obj.detach().cpu().contiguous()
+        return {"__tensor__": key}
+    if isinstance(obj, Counter):
+        return {"__counter__": [[_encode(k, tensors, prefix), v] for k, v in obj.items()]}
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) for k in obj):
+            return {"__dict__": {k: _encode(v, tensors, f"{prefix}.{k}") for k, v in obj.items()}}
+        return {"__items__": [[k, _encode(v, tensors, f"{prefix}.{k}")] for k, v in obj.items()]}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [_encode(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)]}
+    if isinstance(obj, list):
+        return [_encode(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise CheckpointError(f"cannot store a {type(obj).__name__} in a checkpoint ({prefix})")
+
+
+def _decode(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, list):
+        return [_decode(v, tensors) for v in obj]
+    if not isinstance(obj, dict):
+        return obj
+    if "__tensor__" in obj:
+        return tensors[obj["__tensor__"]]
+    if "__counter__" in obj:
+        return Counter({k: v for k, v in obj["__counter__"]})
+    if "__dict__" in obj:
+        return {k: _decode(v, tensors) for k, v in obj["__dict__"].items()}
+    if "__items__" in obj:
+        return {k: _decode(v, tensors) for k, v in obj["__items__"]}
+    if "__tuple__" in obj:
+        return tuple(_decode(v, tensors) for v in obj["__tuple__"])
+    raise CheckpointError(f"unknown entry in the training state: {sorted(obj)[:3]}")
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp))
+    os.replace(tmp, path)
+
+
+def save_checkpoint(
+    path: str | Path,
+    *,
+    family: str,
+    config: dict[str, Any],
+    networks: dict[str, nn.Module],
+    step: int,
+    metrics: dict[str, float] | None = None,
+    dataset_fingerprint: str = "",
+    normalization: dict[str, Any] | None = None,
+    training_state: dict[str, Any] | None = None,
+    reason: str = "periodic",
+) -> Path:
+    """Write `path.safetensors` + `path.json` (+ `path.state.safetensors`); returns the stem.
+
+    `training_state` is any nesting of dicts/lists/tuples/numbers/tensors (optimizer and
+    scheduler `state_dict()`s, RNG states); it round-trips exactly through `load_checkpoint`.
+    """
+    stem = stem_of(path)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    weights: dict[str, torch.Tensor] = {}
+    for name, module in networks.items():
+        for key, tensor in module.state_dict().items():
+            weights[f"{name}.{key}"] = tensor.detach().cpu().contiguous()
+    meta: dict[str, Any] = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "family": family,
+        "step": int(step),
+        "reason": reason,
+        "metrics": dict(metrics or {}),
+        "dataset_fingerprint": dataset_fingerprint,
+        "package_version": __version__,
+        "torch_version": torch.__version__,
+        "config": config,
+        "normalization": normalization or {},
+        "networks": sorted(networks),
+        "training_state": None,
+    }
+    if training_state is not None:
+        state_tensors: dict[str, torch.Tensor] = {}
+        meta["training_state"] = _encode(training_state, state_tensors, "state")
+        _atomic_save_tensors(state_tensors, stem.with_name(stem.name + ".state.safetensors"))
+    _atomic_save_tensors(weights, stem.with_name(stem.name + ".safetensors"))
+    _atomic_write_text(stem.with_name(stem.name + ".json"), json.dumps(meta, indent=2, sort_keys=True))
+    return stem
+
+
+def _read_tensors(path: Path, device: str | torch.device) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise CheckpointError("file not found", path)
+    try:
+        return load_file(str(path), device=str(device))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"not a safetensors file ({exc}); pickle checkpoints are never loaded", path) from exc
+
+
+def load_checkpoint(
+    path: str | Path,
+    *,
+    family: str | None = None,
+    device: str | torch.device = "cpu",
+    with_training_state: bool = False,
+) -> Checkpoint:
+    """Read a checkpoint written by `save_checkpoint`; `CheckpointError` with the reason otherwise.
+
+    `family`: when given, a checkpoint of another family is refused.
+    """
+    path = Path(path)
+    if path.suffix.lower() in PICKLE_SUFFIXES or (path.is_file() and _looks_like_pickle(path)):
+        raise CheckpointError(
+            "this looks like a pickle/torch.save file; lesion-studio never loads pickles "
+            "(they can run code). Use a lesion-studio checkpoint (NAME.safetensors + NAME.json).", path,
+        )
+    stem = stem_of(path)
+    json_path = stem.with_name(stem.name + ".json")
+    if not json_path.is_file():
+        raise CheckpointError(f"no checkpoint metadata {json_path.name} next to it", json_path)
+    try:
+        meta = json.loads(json_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"checkpoint metadata is not valid JSON: {exc}", json_path) from exc
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError("not a lesion-studio checkpoint (format field missing or different)", json_path)
+    if int(meta.get("version", 0)) > CHECKPOINT_VERSION:
+        raise CheckpointError(f"checkpoint version {meta.get('version')} is newer than this program", json_path)
+    if family is not None and meta.get("family") != family:
+        raise CheckpointError(
+            f"this is a {meta.get('family')!r} checkpoint; a {family!r} checkpoint is needed here", json_path,
+        )
+    flat = _read_tensors(stem.with_name(stem.name + ".safetensors"), device)
+    weights: dict[str, dict[str, torch.Tensor]] = {name: {} for name in meta.get("networks", [])}
+    for key, tensor in flat.items():
+        name, _, param = key.partition(".")
+        if name not in weights:
+            raise CheckpointError(f"weights for an undeclared network {name!r}", stem)
+        weights[name][param] = tensor
+    training_state = None
+    if with_training_state:
+        if meta.get("training_state") is None:
+            raise CheckpointError("this checkpoint holds weights only; it cannot resume training", json_path)
+        tensors = _read_tensors(stem.with_name(stem.name + ".state.safetensors"), "cpu")
+        try:
+            training_state = _decode(meta["training_state"], tensors)
+        except KeyError as exc:
+            raise CheckpointError(f"training state tensor {exc} is missing", stem) from exc
+    return Checkpoint(path=stem, meta=meta, weights=weights, training_state=training_state)
+
+
+def _looks_like_pickle(path: Path) -> bool:
+    """Pickle protocol 2+ starts with 0x80; torch.save zips start with 'PK'."""
+    with path.open("rb") as fh:
+        head = fh.read(2)
+    return head[:1] == b"\x80" or head == b"PK"
+
+
+def remove_checkpoint(stem: str | Path) -> None:
+    """Delete the files of one checkpoint (used to keep only the last few periodic ones)."""
+    stem = stem_of(stem)
+    for suffix in (".safetensors", ".json", ".state.safetensors"):
+        stem.with_name(stem.name + suffix).unlink(missing_ok=True)

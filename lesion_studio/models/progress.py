@@ -1,0 +1,133 @@
+"""Training progress events, the cancel token, and a console bar that consumes the events.
+
+The trainer calls one callback with these frozen dataclasses; the GUI job manager and the
+console bar (`ConsoleProgress`, tqdm) are two consumers of the same stream.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Union
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TrainStarted:
+    family: str
+    total_steps: int
+    start_step: int
+    device: str
+    world_size: int
+    n_train: int
+    n_val: int
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """One logged step: every loss term, learning rates, speed and the estimated time left."""
+
+    step: int
+    total_steps: int
+    losses: dict[str, float]
+    lr: dict[str, float]
+    it_per_s: float
+    images_per_s: float
+    eta_s: float
+
+
+@dataclass(frozen=True)
+class ValidationEvent:
+    step: int
+    metrics: dict[str, float]
+    is_best: bool
+
+
+@dataclass(frozen=True, eq=False)
+class SampleEvent:
+    """Sample images `(N, H, W)` float32 in [-1, 1]: per row input, generated, target."""
+
+    step: int
+    images: np.ndarray
+    titles: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class CheckpointEvent:
+    step: int
+    path: str
+    reason: str  # periodic | best | cancel | final
+
+
+@dataclass(frozen=True)
+class TrainFinished:
+    step: int
+    cancelled: bool
+    checkpoint: str
+    best_checkpoint: str | None
+    best_metrics: dict[str, float]
+
+
+Event = Union[TrainStarted, StepEvent, ValidationEvent, SampleEvent, CheckpointEvent, TrainFinished]
+Callback = Callable[[Event], None]
+
+
+class CancelToken:
+    """Thread-safe flag: `cancel()` from the GUI; the trainer stops at the next step boundary."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+def format_duration(seconds: float) -> str:
+    if not np.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h:d}:{m:02d}:{s:02d}" if h else f"{m:d}:{s:02d}"
+
+
+class ConsoleProgress:
+    """A tqdm bar on stderr fed by the events (plain lines when stderr is not a terminal)."""
+
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stderr
+        self._bar = None
+
+    def __call__(self, event: Event) -> None:
+        from tqdm import tqdm
+
+        if isinstance(event, TrainStarted):
+            self._bar = tqdm(
+                total=event.total_steps, initial=event.start_step, file=self.stream,
+                desc=f"{event.family} ({event.device}, x{event.world_size})", unit="it", dynamic_ncols=True,
+            )
+        elif isinstance(event, StepEvent) and self._bar is not None:
+            self._bar.n = event.step
+            self._bar.set_postfix({k: f"{v:.4g}" for k, v in event.losses.items()}, refresh=False)
+            self._bar.refresh()
+        elif isinstance(event, ValidationEvent):
+            text = ", ".join(f"{k} {v:.4g}" for k, v in event.metrics.items())
+            self._write(f"step {event.step}: validation {text}{' (best)' if event.is_best else ''}")
+        elif isinstance(event, CheckpointEvent):
+            self._write(f"step {event.step}: {event.reason} checkpoint {event.path}")
+        elif isinstance(event, TrainFinished):
+            if self._bar is not None:
+                self._bar.n = event.step
+                self._bar.close()
+            self._write(("cancelled" if event.cancelled else "finished") + f" at step {event.step}: {event.checkpoint}")
+
+    def _write(self, text: str) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(text, file=self.stream)
