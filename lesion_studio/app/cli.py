@@ -16,6 +16,7 @@ from lesion_studio import __version__
 #: Headless subcommands: name -> module exposing `main(argv: list[str]) -> int`.
 SUBCOMMANDS: dict[str, str] = {
     "phantom": "lesion_studio.app.commands.phantom",
+    "train": "lesion_studio.app.commands.train",
 }
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")

@@ -100,6 +100,7 @@ class FamilyStep:
         """Optionally compile and DDP-wrap the generator and discriminator used by the loop."""
         g, d = self.generator, self.discriminator
         if ddp:
+            warnings.filterwarnings("ignore", message="`broadcast_buffers` is deprecated")
             g = DDP(g, device_ids=device_ids, broadcast_buffers=False, find_unused_parameters=self.ddp_find_unused)
             d = DDP(d, device_ids=device_ids, broadcast_buffers=False)
         if compile_:
