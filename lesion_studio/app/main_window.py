@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import qtawesome as qta
-from PySide6.QtCore import Qt, QUrl
+from PySide6.QtCore import Qt, QTimer, QUrl
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
@@ -22,21 +22,33 @@ from PySide6.QtWidgets import (
 )
 
 from lesion_studio import __version__
+from lesion_studio.app.annotation_controller import AnnotationController
 from lesion_studio.app.image_loader import ImageLoader
 from lesion_studio.app.viewer_controller import ViewerController
-from lesion_studio.core.errors import ImageLoadError, SeriesChoiceError
+from lesion_studio.core.annotation import AnnotationDocument
+from lesion_studio.core.annotation.autosave import AutosaveStore, Recovery
+from lesion_studio.core.annotation.mask_io import export_layer, import_mask
+from lesion_studio.core.annotation.session import SessionState, load_session, save_session
+from lesion_studio.core.errors import ImageLoadError, LesionStudioError, SeriesChoiceError
 from lesion_studio.core.image import MedicalImage
 from lesion_studio.core.imageio import FILE_PATTERNS, SeriesInfo
 from lesion_studio.core.recent_files import RecentFiles
 from lesion_studio.core.sample_data import DEMO_IMAGES, sample_file
+from lesion_studio.core.tool_state import ToolState
 from lesion_studio.core.view_state import ViewState
+from lesion_studio.widgets.annotation_panel import AnnotationPanel
 from lesion_studio.widgets.image_canvas import ImageCanvas
 from lesion_studio.widgets.image_info import ImageInfoPanel
+from lesion_studio.widgets.lesion_table import LesionTable
+from lesion_studio.widgets.shortcuts_dialog import ShortcutsDialog
 from lesion_studio.widgets.slice_navigator import SliceNavigator
 from lesion_studio.widgets.start_page import StartPage
 from lesion_studio.widgets.window_level import WindowLevelPanel
 
 ICON_COLOR = "#d7dde5"
+AUTOSAVE_INTERVAL_MS = 5_000  # recovery written within 10 s of a change
+MASK_FILTER = "Masks (*.png *.nii.gz *.nii);;PNG (*.png);;NIfTI (*.nii.gz *.nii)"
+SESSION_FILTER = "lesion-studio session (*.json)"
 
 
 def _file_dialog_filter() -> str:
@@ -50,7 +62,13 @@ def _file_dialog_filter() -> str:
 class MainWindow(QMainWindow):
     """Top-level window. Domain state lives in `self.state`; widgets only render it."""
 
-    def __init__(self, device: str = "cpu", recent: RecentFiles | None = None) -> None:
+    def __init__(
+        self,
+        device: str = "cpu",
+        recent: RecentFiles | None = None,
+        autosave: AutosaveStore | None = None,
+        offer_recovery: bool = True,
+    ) -> None:
         super().__init__()
         self.setWindowTitle("lesion-studio")
         self.resize(1400, 900)
@@ -58,7 +76,12 @@ class MainWindow(QMainWindow):
         self.device = device
         self.recent = recent if recent is not None else RecentFiles()
         self.state = ViewState()
+        self.tools = ToolState()
+        self.autosave = autosave if autosave is not None else AutosaveStore()
         self.loader = ImageLoader(self)
+        self._pending_session: tuple[AnnotationDocument, SessionState] | None = None
+        self._pending_is_recovery = False
+        self._saved_revision: tuple[str, int] | None = None
         self.last_error: str | None = None
         self._error_box: QMessageBox | None = None
         self._pending_path: Path | None = None
@@ -67,6 +90,10 @@ class MainWindow(QMainWindow):
         self.controller = ViewerController(
             self.state, self.canvas, self.window_panel, self.slice_navigator, self.info_panel, self
         )
+        self.annotations = AnnotationController(
+            self.state, self.tools, self.canvas, self.annotation_panel, self.lesion_table, self
+        )
+        self.annotations.message.connect(lambda text: self.statusBar().showMessage(text, 4000))
         self._build_actions()
         self._build_menus_and_toolbar()
         self._build_status_bar()
@@ -81,6 +108,13 @@ class MainWindow(QMainWindow):
         self._refresh_recent()
         self.show_start_page()
 
+        self.autosave_timer = QTimer(self)
+        self.autosave_timer.setInterval(AUTOSAVE_INTERVAL_MS)
+        self.autosave_timer.timeout.connect(self.autosave_now)
+        self.autosave_timer.start()
+        if offer_recovery:
+            QTimer.singleShot(0, self.offer_recovery)
+
     # ------------------------------------------------------------------ construction
 
     def _build_widgets(self) -> None:
@@ -94,18 +128,26 @@ class MainWindow(QMainWindow):
         self.slice_navigator = SliceNavigator()
         self.window_panel = WindowLevelPanel()
         self.info_panel = ImageInfoPanel()
+        self.annotation_panel = AnnotationPanel()
+        self.lesion_table = LesionTable()
 
-        left = QWidget()
-        left_layout = QVBoxLayout(left)
-        left_layout.setContentsMargins(0, 0, 0, 0)
-        left_layout.setSpacing(0)
-        left_layout.addWidget(self.canvas, 1)
-        left_layout.addWidget(self.slice_navigator)
+        image_area = QWidget()
+        image_layout = QVBoxLayout(image_area)
+        image_layout.setContentsMargins(0, 0, 0, 0)
+        image_layout.setSpacing(0)
+        image_layout.addWidget(self.canvas, 1)
+        image_layout.addWidget(self.slice_navigator)
+        left = QSplitter(Qt.Orientation.Vertical)
+        left.addWidget(image_area)
+        left.addWidget(self.lesion_table)
+        left.setStretchFactor(0, 1)
+        left.setSizes([700, 160])
 
         side = QWidget()
-        side.setMinimumWidth(260)
-        side.setMaximumWidth(380)
+        side.setMinimumWidth(280)
+        side.setMaximumWidth(400)
         side_layout = QVBoxLayout(side)
+        side_layout.addWidget(self.annotation_panel)
         side_layout.addWidget(self.window_panel)
         side_layout.addWidget(self.info_panel)
         side_layout.addStretch(1)
@@ -145,6 +187,32 @@ class MainWindow(QMainWindow):
         self.next_slice_action = self._action("Next slice", None, lambda: self.state.step_slice(1), ["PgDown"])
         self.prev_slice_action = self._action("Previous slice", None, lambda: self.state.step_slice(-1), ["PgUp"])
         self.about_action = self._action("&About lesion-studio", "fa5s.info-circle", self.show_about)
+        self.shortcuts_action = self._action("&Shortcuts…", "fa5s.keyboard", self.show_shortcuts, "F1")
+
+        a = self.annotations
+        self.undo_action = self._action("&Undo", "fa5s.undo", a.undo, QKeySequence.StandardKey.Undo)
+        self.redo_action = self._action("&Redo", "fa5s.redo", a.redo, ["Ctrl+Shift+Z", "Ctrl+Y"])
+        self.delete_lesion_action = self._action("&Delete selected lesion", "fa5s.trash-alt", lambda: a.delete_lesion(), "Del")
+        self.tool_actions = {
+            name: self._action(text, None, lambda _=False, n=name: a.set_tool(n), key)
+            for name, text, key in (
+                ("brush", "&Brush", "B"), ("eraser", "&Eraser", "E"), ("fill", "&Fill", "F"),
+                ("lasso", "&Lasso", "L"), ("select", "&Select lesion", "S"), ("navigate", "&Navigate", "Esc"),
+            )
+        }
+        self.grow_action = self._action("Larger brush", None, a.grow_brush, "]")
+        self.shrink_action = self._action("Smaller brush", None, a.shrink_brush, "[")
+        self.toggle_overlay_action = self._action("&Hide/show masks", None, a.toggle_overlays, "H")
+        self.class_actions = [
+            self._action(f"Class {i + 1}", None, lambda _=False, i=i: a.set_class_by_index(i), str(i + 1))
+            for i in range(9)
+        ]
+        self.save_session_action = self._action("&Save session…", "fa5s.save", self.save_session_dialog, QKeySequence.StandardKey.Save)
+        self.open_session_action = self._action("Open s&ession…", None, self.open_session_dialog)
+        self.save_mask_action = self._action("Save &mask as…", None, lambda: self.save_mask_dialog("labels"))
+        self.import_mask_action = self._action("&Import ground-truth mask…", None, lambda: self.import_mask_dialog("labels"))
+        self.save_location_action = self._action("Save &location map as…", None, lambda: self.save_mask_dialog("location"))
+        self.import_location_action = self._action("Import location map…", None, lambda: self.import_mask_dialog("location"))
 
     def _build_menus_and_toolbar(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
@@ -156,8 +224,24 @@ class MainWindow(QMainWindow):
             action = self.demo_menu.addAction(label)
             action.triggered.connect(lambda _=False, n=name: self.open_demo(n))
         file_menu.addSeparator()
+        for action in (self.open_session_action, self.save_session_action):
+            file_menu.addAction(action)
+        file_menu.addSeparator()
+        for action in (self.save_mask_action, self.import_mask_action, self.save_location_action, self.import_location_action):
+            file_menu.addAction(action)
+        file_menu.addSeparator()
         file_menu.addAction(self.close_action)
         file_menu.addAction(self.quit_action)
+
+        edit_menu = self.menuBar().addMenu("&Edit")
+        for action in (self.undo_action, self.redo_action, self.delete_lesion_action):
+            edit_menu.addAction(action)
+        tools_menu = self.menuBar().addMenu("&Tools")
+        for action in self.tool_actions.values():
+            tools_menu.addAction(action)
+        tools_menu.addSeparator()
+        for action in (self.shrink_action, self.grow_action, self.toggle_overlay_action):
+            tools_menu.addAction(action)
 
         view_menu = self.menuBar().addMenu("&View")
         for action in (self.home_action, self.fit_action, self.one_to_one_action, self.reset_window_action):
@@ -167,6 +251,7 @@ class MainWindow(QMainWindow):
         view_menu.addAction(self.next_slice_action)
 
         self.help_menu = self.menuBar().addMenu("&Help")
+        self.help_menu.addAction(self.shortcuts_action)
         self.help_menu.addAction(self.about_action)
 
         toolbar = QToolBar("Main")
@@ -174,9 +259,13 @@ class MainWindow(QMainWindow):
         toolbar.setMovable(False)
         for action in (self.home_action, self.open_action, self.open_folder_action):
             toolbar.addAction(action)
+        toolbar.addAction(self.save_session_action)
         toolbar.addSeparator()
         for action in (self.fit_action, self.one_to_one_action, self.reset_window_action):
             toolbar.addAction(action)
+        toolbar.addSeparator()
+        toolbar.addAction(self.undo_action)
+        toolbar.addAction(self.redo_action)
         self.addToolBar(toolbar)
         self.toolbar = toolbar
 
@@ -253,11 +342,24 @@ class MainWindow(QMainWindow):
         self.loader.load(path, series_uid)
 
     def close_image(self) -> None:
+        if not self.confirm_discard_changes():
+            return
         self.state.set_image(None)
+        self.autosave.discard()
         self.show_start_page()
 
     def _on_loaded(self, image: MedicalImage) -> None:
         self.state.set_image(image)
+        recovered = False
+        if self._pending_session is not None:
+            doc, session = self._pending_session
+            recovered, self._pending_is_recovery = self._pending_is_recovery, False
+            self._pending_session = None
+            self._apply_session(image, doc, session)
+        self._mark_clean()
+        if recovered:
+            self._saved_revision = None  # recovered work is not saved anywhere yet
+            self.autosave.save(self.document, self.session_state(), force=True)
         self.recent.add(image.source.path)
         self._refresh_recent()
         self.show_viewer()
@@ -330,5 +432,185 @@ class MainWindow(QMainWindow):
             self.open_paths(paths)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        if not self.confirm_discard_changes():
+            event.ignore()
+            return
+        self.autosave_timer.stop()
         self.loader.wait(5_000)
+        self.autosave.discard()  # a clean exit leaves no recovery behind
         super().closeEvent(event)
+
+    # ------------------------------------------------------------------ annotations: files
+
+    @property
+    def document(self) -> AnnotationDocument | None:
+        return self.annotations.doc
+
+    def session_state(self) -> SessionState:
+        image = self.state.image
+        return SessionState(
+            image_path=None if image is None else str(image.source.path),
+            window=self.state.window,
+            current_slice=self.state.slice_index,
+        )
+
+    def has_unsaved_changes(self) -> bool:
+        doc = self.document
+        if doc is None:
+            return False
+        if self._saved_revision is None:
+            return bool(doc.lesion_ids) or bool(doc.location.any())
+        return (doc.uid, doc.revision) != self._saved_revision
+
+    def _mark_clean(self) -> None:
+        doc = self.document
+        self._saved_revision = None if doc is None else (doc.uid, doc.revision)
+
+    def confirm_discard_changes(self) -> bool:
+        """Ask before unsaved annotations are dropped (tests replace this)."""
+        if not self.has_unsaved_changes():
+            return True
+        answer = QMessageBox.question(
+            self, "Unsaved annotations",
+            "The masks of this image have unsaved changes. Discard them?",
+            QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+        )
+        return answer == QMessageBox.StandardButton.Discard
+
+    def save_session(self, path: str | Path) -> Path | None:
+        doc = self.document
+        if doc is None:
+            self.show_error("Nothing to save", "Open an image first.")
+            return None
+        try:
+            written = save_session(path, doc, self.session_state())
+        except (LesionStudioError, OSError) as exc:
+            self.show_error("Cannot save session", f"{path}: {exc}")
+            return None
+        self._mark_clean()
+        self.statusBar().showMessage(f"Saved session {written}", 5000)
+        return written
+
+    def open_session(self, path: str | Path) -> None:
+        """Load masks and view state from a session file, then (re)open its image."""
+        try:
+            doc, session = load_session(path)
+        except (LesionStudioError, OSError, ValueError) as exc:
+            self.show_error("Cannot open session", str(exc))
+            return
+        if not session.image_path:
+            self.show_error("Cannot open session", f"{path}: the session names no image")
+            return
+        self._pending_session = (doc, session)
+        self.open_path(session.image_path)
+
+    def _apply_session(self, image: MedicalImage, doc: AnnotationDocument, session: SessionState) -> None:
+        if tuple(doc.shape) != tuple(image.shape):
+            self.show_error(
+                "Session does not fit the image",
+                f"{image.source.path}: the masks are {doc.shape} but the image is {image.shape}",
+            )
+            return
+        self.annotations.set_document(doc)
+        if session.window is not None:
+            self.state.set_window(session.window)
+        self.state.set_slice(session.current_slice)
+
+    def save_mask(self, path: str | Path, layer: str = "labels") -> Path | None:
+        doc = self.document
+        if doc is None:
+            self.show_error("Nothing to save", "Open an image first.")
+            return None
+        try:
+            written = export_layer(doc, path, layer)
+        except (LesionStudioError, OSError, ValueError) as exc:
+            self.show_error("Cannot save mask", f"{path}: {exc}")
+            return None
+        self.statusBar().showMessage(f"Saved {layer} to {written}", 5000)
+        return written
+
+    def import_mask(self, path: str | Path, layer: str = "labels") -> bool:
+        doc = self.document
+        if doc is None:
+            self.show_error("No image", "Open the image the mask belongs to first.")
+            return False
+        try:
+            ids = import_mask(doc, path, layer=layer)
+        except (LesionStudioError, OSError, ValueError) as exc:
+            self.show_error("Cannot import mask", str(exc))
+            return False
+        what = "location map" if layer == "location" else f"{len(ids)} lesion(s)"
+        self.statusBar().showMessage(f"Imported {what} from {Path(path).name}", 5000)
+        return True
+
+    def save_session_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save session", "", SESSION_FILTER)
+        if path:
+            self.save_session(path if path.lower().endswith(".json") else path + ".json")
+
+    def open_session_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open session", "", SESSION_FILTER)
+        if path:
+            self.open_session(path)
+
+    def save_mask_dialog(self, layer: str) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save mask", "", MASK_FILTER)
+        if path:
+            self.save_mask(path, layer)
+
+    def import_mask_dialog(self, layer: str) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Import mask", "", MASK_FILTER)
+        if path:
+            self.import_mask(path, layer)
+
+    def show_shortcuts(self) -> None:
+        self.shortcuts_dialog = ShortcutsDialog(self)
+        self.shortcuts_dialog.open()
+
+    # ------------------------------------------------------------------ autosave and recovery
+
+    def autosave_now(self) -> bool:
+        """Write the recovery file if anything changed since the last one."""
+        doc = self.document
+        if doc is None or self.state.image is None:
+            return False
+        try:
+            return self.autosave.save(doc, self.session_state())
+        except (LesionStudioError, OSError) as exc:
+            self.statusBar().showMessage(f"Autosave failed: {exc}", 8000)
+            return False
+
+    def offer_recovery(self) -> None:
+        """After a crash: offer to restore what the previous run autosaved."""
+        recoveries = self.autosave.find_recoveries()
+        if not recoveries:
+            return
+        latest = recoveries[0]
+        if self.ask_recover(latest):
+            self.recover(latest)
+        else:
+            self.autosave.discard(latest)
+
+    def ask_recover(self, recovery: Recovery) -> bool:
+        """Ask whether to restore a recovery (tests replace this)."""
+        answer = QMessageBox.question(
+            self, "Recover unsaved work?",
+            f"lesion-studio did not close cleanly. Restore the autosaved masks "
+            f"({recovery.n_lesions} lesion(s)) of {recovery.image_path}?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
+    def recover(self, recovery: Recovery) -> None:
+        try:
+            doc, session = self.autosave.restore(recovery)
+        except (LesionStudioError, OSError, ValueError) as exc:
+            self.show_error("Cannot recover", str(exc))
+            return
+        if not session.image_path:
+            self.show_error("Cannot recover", f"{recovery.session_file}: no image recorded")
+            return
+        self._pending_session = (doc, session)
+        self._pending_is_recovery = True
+        self.autosave.discard(recovery)
+        self.open_path(session.image_path)

@@ -8,24 +8,27 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QTransform
-from PySide6.QtWidgets import QVBoxLayout, QWidget
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QPainterPath, QTransform
+from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsPathItem, QVBoxLayout, QWidget
 
 #: Right-drag sensitivity: one screen pixel moves the window by this fraction of its width.
 WINDOW_DRAG_FRACTION_PER_PX = 1.0 / 256.0
 
 
 class _CanvasViewBox(pg.ViewBox):
-    """ViewBox where left-drag pans, the wheel zooms at the cursor, right-drag sets W/L and
-    Ctrl/Shift + wheel steps through slices."""
+    """ViewBox where left-drag pans (or drives the active tool), middle-drag always pans, the
+    wheel zooms at the cursor, right-drag sets W/L and Ctrl/Shift + wheel steps slices."""
 
     windowDragged = Signal(float, float)  # screen dx, dy since the last event
     sliceWheel = Signal(int)
+    toolDrag = Signal(str, QPointF, int)  # phase (press/move/release), scene position, modifiers
+    toolClick = Signal(QPointF, int)  # scene position, modifiers
 
     def __init__(self) -> None:
         super().__init__(invertY=True, lockAspect=True, enableMenu=False)
         self.setMouseMode(pg.ViewBox.PanMode)
+        self.tool_active = False
 
     def mouseDragEvent(self, ev, axis=None):  # noqa: N802 (Qt naming)
         if ev.button() == Qt.MouseButton.RightButton:
@@ -33,7 +36,29 @@ class _CanvasViewBox(pg.ViewBox):
             delta = ev.screenPos() - ev.lastScreenPos()
             self.windowDragged.emit(float(delta.x()), float(delta.y()))
             return
+        if ev.button() == Qt.MouseButton.LeftButton and self.tool_active:
+            ev.accept()
+            mods = int(ev.modifiers().value)
+            if ev.isStart():
+                self.toolDrag.emit("press", QPointF(ev.buttonDownScenePos()), mods)
+            self.toolDrag.emit("move", QPointF(ev.scenePos()), mods)
+            if ev.isFinish():
+                self.toolDrag.emit("release", QPointF(ev.scenePos()), mods)
+            return
+        if ev.button() == Qt.MouseButton.MiddleButton:
+            # Pan with the middle button whatever the tool (ViewBox pans left-drag only in PanMode).
+            ev.accept()
+            delta = self.mapToView(ev.lastPos()) - self.mapToView(ev.pos())
+            self.translateBy(x=delta.x(), y=delta.y())
+            return
         super().mouseDragEvent(ev, axis)
+
+    def mouseClickEvent(self, ev):  # noqa: N802
+        if ev.button() == Qt.MouseButton.LeftButton and self.tool_active:
+            ev.accept()
+            self.toolClick.emit(QPointF(ev.scenePos()), int(ev.modifiers().value))
+            return
+        super().mouseClickEvent(ev)
 
     def wheelEvent(self, ev, axis=None):  # noqa: N802
         mods = ev.modifiers()
@@ -52,9 +77,16 @@ class ImageCanvas(QWidget):
     cursorLeft = Signal()
     windowDragged = Signal(float, float)  # screen dx, dy
     sliceWheel = Signal(int)
+    toolPressed = Signal(float, float, int)  # row, col, keyboard modifiers
+    toolMoved = Signal(float, float, int)
+    toolReleased = Signal(float, float, int)
+    toolClicked = Signal(float, float, int)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        # pyqtgraph drops (not merges) move events above 100/s by default: a lasso would lose
+        # vertices. Qt already compresses moves per frame and redraws are coalesced here.
+        pg.setConfigOption("mouseRateLimit", 0)
         self.view = pg.GraphicsView(background="#101216")
         self.view_box = _CanvasViewBox()
         self.view.setCentralItem(self.view_box)
@@ -68,8 +100,65 @@ class ImageCanvas(QWidget):
         self._pixel_aspect = 1.0  # displayed height / width of one pixel
         self.view_box.windowDragged.connect(self.windowDragged)
         self.view_box.sliceWheel.connect(self.sliceWheel)
+        self.view_box.toolDrag.connect(self._on_tool_drag)
+        self.view_box.toolClick.connect(self._on_tool_click)
         self.view.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self.setMouseTracking(True)
+        self._press_modifiers = 0
+        self.view.viewport().installEventFilter(self)
+
+        # Tool feedback drawn in image pixel coordinates (children follow the aspect transform).
+        self.brush_outline = QGraphicsEllipseItem(self.image_item)
+        self.brush_outline.setPen(pg.mkPen("#ffffff", width=1.5, cosmetic=True))
+        self.brush_outline.setZValue(20)
+        self.brush_outline.setVisible(False)
+        self.lasso_path = QGraphicsPathItem(self.image_item)
+        self.lasso_path.setPen(pg.mkPen("#ffd54a", width=1.5, cosmetic=True, style=Qt.PenStyle.DashLine))
+        self.lasso_path.setZValue(20)
+
+    # ---------------------------------------------------------------- tools
+
+    def set_tool_active(self, active: bool) -> None:
+        """Left-drag drives the painting tool instead of panning (middle-drag still pans)."""
+        self.view_box.tool_active = active
+        self.view.viewport().setCursor(Qt.CursorShape.CrossCursor if active else Qt.CursorShape.ArrowCursor)
+
+    def add_overlay(self, item: pg.ImageItem, z: float) -> None:
+        """Draw `item` over the image in the same pixel coordinates."""
+        item.setParentItem(self.image_item)
+        item.setZValue(z)
+
+    def show_brush_outline(self, row: float, col: float, radius_rows: float, radius_cols: float) -> None:
+        """The brush's true footprint (an ellipse when the spacing is anisotropic)."""
+        self.brush_outline.setRect(QRectF(col - radius_cols, row - radius_rows, 2 * radius_cols, 2 * radius_rows))
+        self.brush_outline.setVisible(True)
+
+    def hide_brush_outline(self) -> None:
+        self.brush_outline.setVisible(False)
+
+    def set_lasso(self, points_rc: list[tuple[float, float]]) -> None:
+        path = QPainterPath()
+        if points_rc:
+            path.moveTo(points_rc[0][1], points_rc[0][0])
+            for r, c in points_rc[1:]:
+                path.lineTo(c, r)
+        self.lasso_path.setPath(path)
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802
+        """Remember the modifiers held at press: a drag's first event reports the move's."""
+        if event.type() == QEvent.Type.MouseButtonPress:
+            self._press_modifiers = int(event.modifiers().value)
+        return False
+
+    def _on_tool_drag(self, phase: str, scene_pos: QPointF, mods: int) -> None:
+        if phase == "press":
+            mods |= self._press_modifiers
+        row, col = self.scene_to_pixel(scene_pos)
+        {"press": self.toolPressed, "move": self.toolMoved, "release": self.toolReleased}[phase].emit(row, col, mods)
+
+    def _on_tool_click(self, scene_pos: QPointF, mods: int) -> None:
+        row, col = self.scene_to_pixel(scene_pos)
+        self.toolClicked.emit(row, col, mods)
 
     # ---------------------------------------------------------------- rendering
 

@@ -32,3 +32,9 @@ def open_and_wait(qtbot):
         qtbot.wait(10)
 
     return _open
+
+
+@pytest.fixture(autouse=True)
+def _no_blocking_questions(monkeypatch):
+    """Closing windows with unsaved masks asks a modal question; tests answer "discard"."""
+    monkeypatch.setattr(MainWindow, "confirm_discard_changes", lambda self: True)
