@@ -15,7 +15,9 @@ from lesion_studio import __version__
 
 #: Headless subcommands: name -> module exposing `main(argv: list[str]) -> int`.
 SUBCOMMANDS: dict[str, str] = {
+    "batch": "lesion_studio.app.commands.batch",
     "phantom": "lesion_studio.app.commands.phantom",
+    "evaluate": "lesion_studio.app.commands.evaluate",
     "train": "lesion_studio.app.commands.train",
 }
 
@@ -42,7 +44,7 @@ def build_gui_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--batch", metavar="CONFIG.toml",
-        help="run a batch export headless (reserved: arrives with the batch-export feature)",
+        help="run a batch export headless, as `lesion-studio batch CONFIG.toml` (no display needed)",
     )
     parser.add_argument("--version", action="version", version=f"lesion-studio {__version__}")
     return parser
@@ -56,13 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(module.main(args_list[1:]))
 
     args = build_gui_parser().parse_args(args_list)
-    if args.batch is not None:
-        print(
-            "lesion-studio: --batch is not available in this version yet "
-            "(it arrives with the batch-export feature).",
-            file=sys.stderr,
-        )
-        return 2
+    if args.batch is not None:  # headless: the batch command never imports Qt
+        module = importlib.import_module(SUBCOMMANDS["batch"])
+        device = [] if args.device == "auto" else ["--device", args.device]
+        return int(module.main([args.batch, *device]))
 
     from lesion_studio.app.main import run_gui  # imports Qt: only on the GUI path
 

@@ -1,4 +1,4 @@
-"""The command line: version, help, reserved --batch, devices, and the demo launch."""
+"""The command line: version, help, --batch, devices, and the demo launch."""
 
 from __future__ import annotations
 
@@ -29,9 +29,14 @@ def test_help_lists_the_options() -> None:
         assert option in result.stdout
 
 
-def test_batch_is_reserved_with_a_clear_message(capsys) -> None:
-    assert cli.main(["--batch", "config.toml"]) == 2
-    assert "--batch" in capsys.readouterr().err
+def test_batch_config_errors_name_the_file(tmp_path, capsys) -> None:
+    missing = tmp_path / "config.toml"
+    assert cli.main(["--batch", str(missing)]) == 2
+    assert str(missing) in capsys.readouterr().err
+    invalid = tmp_path / "bad.toml"
+    invalid.write_text("seed = [\n")
+    assert cli.main(["--batch", str(invalid)]) == 2
+    assert str(invalid) in capsys.readouterr().err
 
 
 def test_bad_device_choice_is_refused() -> None:
@@ -89,7 +94,11 @@ def test_subcommands_do_not_import_qt() -> None:
     code = (
         "import sys; from lesion_studio.app import cli; "
         "rc = cli.main(['--batch', 'x.toml']); "
-        "assert rc == 2; assert 'PySide6' not in sys.modules, 'Qt imported'; print('ok')"
+        "assert rc == 2; assert 'PySide6' not in sys.modules, 'Qt imported'; "
+        "rc = cli.main(['batch', 'x.toml']); "
+        "assert rc == 2; assert 'PySide6' not in sys.modules, 'Qt imported'; "
+        "import lesion_studio.models.batch_export, lesion_studio.core.export.dicom_derived; "
+        "assert 'PySide6' not in sys.modules, 'Qt imported by the batch engine'; print('ok')"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr

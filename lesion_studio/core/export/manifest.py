@@ -1,0 +1,50 @@
+"""The provenance manifest: one JSON line per exported item.
+
+Each finished item writes `manifest/parts/ID.json` LAST, after all its files: the part is
+the item's "done" marker, so a re-run skips exactly the finished items. `finalize` merges
+the parts (sorted by item id) into `manifest.jsonl`, one merged file whatever the number of
+ranks. A line holds the source image hash, the requests (mode, centre, diameter_mm, seed),
+the model checkpoint hash, the package version and the time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from lesion_studio.core.export.atomic import write_bytes, write_json
+
+PARTS = Path("manifest") / "parts"
+MANIFEST = "manifest.jsonl"
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def part_path(out_dir: Path, item_id: str) -> Path:
+    return out_dir / PARTS / f"{item_id}.json"
+
+
+def is_done(out_dir: Path, item_id: str) -> bool:
+    return part_path(out_dir, item_id).is_file()
+
+
+def write_part(out_dir: Path, record: dict[str, Any]) -> Path:
+    return write_json(part_path(out_dir, record["item"]), record, indent=None)
+
+
+def read_parts(out_dir: Path) -> list[dict[str, Any]]:
+    parts = sorted(p for p in (out_dir / PARTS).glob("*.json") if not p.name.startswith("."))
+    return [json.loads(p.read_text()) for p in parts]
+
+
+def finalize(out_dir: Path) -> Path:
+    lines = [json.dumps(record, sort_keys=True) for record in read_parts(out_dir)]
+    return write_bytes(out_dir / MANIFEST, ("\n".join(lines) + ("\n" if lines else "")).encode("utf-8"))

@@ -1,0 +1,372 @@
+"""The batch exporter: a validated `BatchConfig` → synthetic images in every requested format.
+
+For each work item (core/export/work.py) it plans a P0 §IV-A augmentation (inpaint 1-3
+lesions at location-map targets in a lesion-free image; replace or remove each lesion of a
+lesion image) or an outpainting of every lesion (P1 §3.2), runs the same `Synthesizer` the
+GUI preview uses step by step, applies an optional classic preset (P2/P4), and hands one
+`ExportItem` to each writer, then writes the item's manifest part (its "done" marker).
+Finished items are skipped on a re-run; a failing item is logged and counted, never fatal.
+Under torchrun each rank takes a disjoint shard; rank 0 merges the manifest and the
+dataset-wide files (COCO annotations, nnU-Net dataset.json) once every rank is done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+import numpy as np
+
+from lesion_studio import __version__
+from lesion_studio.core.classic_augment import augment, preset
+from lesion_studio.core.dataset import ITK_SUFFIXES, CaseRecord, Dataset, load_dataset
+from lesion_studio.core.errors import ConfigError, LesionStudioError
+from lesion_studio.core.export import coco, dicom_derived, manifest, nifti, nnunet, png
+from lesion_studio.core.export.atomic import remove_stale_temps, write_json
+from lesion_studio.core.export.config import BatchConfig, read_diameter_file
+from lesion_studio.core.export.item import LESION_LABEL, ExportItem
+from lesion_studio.core.export.work import WorkItem, plan_items, shard, summary
+from lesion_studio.core.geometry.crops import component_masks
+from lesion_studio.core.mask_bank import MaskBank
+from lesion_studio.core.synthesis_plan import MaskSource, SynthesisRequest
+
+FAILURES = "failures.json"
+#: Size of the per-item sample a `uniform` diameter range is drawn into (plan_augmentation
+#: draws uniformly from a list, so a large sample of U[low, high] is U[low, high]).
+UNIFORM_SAMPLE = 64
+
+
+@dataclass
+class BatchResult:
+    """What one run (all ranks) did; `failures` is `[{"item", "error"}]` across ranks."""
+
+    total: int = 0
+    done: int = 0
+    skipped: int = 0
+    failures: list[dict[str, str]] = field(default_factory=list)
+    plan: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return 3 if self.failures else 0
+
+
+class _Models:
+    """Loads each synthesizer once, when an item first needs it."""
+
+    def __init__(self, config: BatchConfig, device: str) -> None:
+        self.config, self.device, self._cache = config, device, {}
+
+    def get(self, role: str):
+        if role not in self._cache:
+            from lesion_studio.models.inference import load_synthesizer
+
+            checkpoint = self.config.inpaint_checkpoint if role == "inpaint" else self.config.outpaint_checkpoint
+            shape = self.config.shape_checkpoint if role == "inpaint" else None
+            synth = load_synthesizer(checkpoint, self.device, shape_checkpoint=shape)
+            self._cache[role] = (synth, checkpoint_identity(checkpoint, synth.identity))
+        return self._cache[role]
+
+
+def checkpoint_identity(stem: Path, identity: dict) -> dict[str, Any]:
+    """The model's identity plus the SHA-256 of its weights and JSON files."""
+    from lesion_studio.models.checkpoint import stem_of
+
+    stem = stem_of(stem)
+    out = dict(identity)
+    out["weights_sha256"] = manifest.sha256_file(stem.with_name(stem.name + ".safetensors"))
+    out["json_sha256"] = manifest.sha256_file(stem.with_name(stem.name + ".json"))
+    return out
+
+
+def source_geometry(case: CaseRecord, spacing_mm: tuple[float, float] | None, shape: tuple[int, int]):
+    """SimpleITK `(spacing_xyz, origin_xyz, direction)`: the file's own for NIfTI/MHA/NRRD,
+    else the dataset spacing with origin 0 and identity direction."""
+    name = case.image_path.name.lower()
+    if any(name.endswith(s) for s in ITK_SUFFIXES):
+        import SimpleITK as sitk
+
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(case.image_path))
+        reader.ReadImageInformation()
+        if reader.GetDimension() == 2:
+            return tuple(reader.GetSpacing()), tuple(reader.GetOrigin()), tuple(reader.GetDirection())
+        spacing, origin, d = reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection()
+        return (spacing[0], spacing[1]), (origin[0], origin[1]), (d[0], d[1], d[3], d[4])
+    spacing = (1.0, 1.0) if spacing_mm is None else (float(spacing_mm[1]), float(spacing_mm[0]))
+    return spacing, (0.0, 0.0), (1.0, 0.0, 0.0, 1.0)
+
+
+class BatchExporter:
+    """Runs one rank's shard of a batch config (see the module docstring)."""
+
+    def __init__(self, config: BatchConfig, *, device: str = "cpu", rank: int = 0, world_size: int = 1,
+                 log: TextIO | None = None) -> None:
+        self.config = config
+        self.out = config.output_dir
+        self.device = device
+        self.rank, self.world_size = rank, world_size
+        self.log = log or sys.stderr
+        self.dataset: Dataset = load_dataset(config.dataset)
+        self.items = plan_items(config, self.dataset)
+        self.models = _Models(config, device)
+        self._bank: MaskBank | None = None
+        self._dataset_bank: MaskBank | None = None
+        self._case_cache: tuple[str, dict] | None = None
+        self._diameter_file: tuple[float, ...] | None = None
+        self.modality = self.dataset.modality or "OT"
+        self.seed_text = f"seed={config.seed};dataset={config.dataset.name}"
+
+    # -- shared inputs ------------------------------------------------------------------------
+    def dataset_bank(self) -> MaskBank:
+        """Every lesion of the dataset's train split (all cases when it has none)."""
+        if self._dataset_bank is None:
+            cases = self.dataset.split("train") or self.dataset.cases
+            cases = [c for c in cases if c.has_lesion]
+            self._dataset_bank = MaskBank.from_masks(
+                [self.dataset.read_mask(c) for c in cases],
+                spacings_mm=[self.dataset.spacing_for(c) for c in cases],
+                sources=[c.case_id for c in cases],
+            )
+        return self._dataset_bank
+
+    def bank(self) -> MaskBank:
+        if self._bank is None:
+            self._bank = MaskBank.load(self.config.mask_bank) if self.config.mask_bank else self.dataset_bank()
+            if len(self._bank) == 0:
+                raise ConfigError("the mask bank is empty: the dataset has no lesion masks to draw from")
+        return self._bank
+
+    def diameters_mm(self, item: WorkItem) -> list[float] | None:
+        spec = self.config.diameters
+        if spec.kind == "bank":
+            return None
+        if spec.kind == "fixed":
+            return list(spec.values_mm)
+        if spec.kind == "uniform":
+            low, high = spec.range_mm
+            rng = np.random.default_rng(np.random.SeedSequence([item.seed, 2]))
+            return [float(v) for v in rng.uniform(low, high, UNIFORM_SAMPLE)]
+        if spec.kind == "empirical":
+            values = self.dataset_bank().diameters_mm
+            values = values[np.isfinite(values)]
+            if values.size == 0:
+                raise ConfigError("empirical diameters need lesion masks with a known pixel spacing")
+            return [float(v) for v in values]
+        if self._diameter_file is None:
+            self._diameter_file = read_diameter_file(spec.file)
+        return list(self._diameter_file)
+
+    def case_inputs(self, case: CaseRecord) -> dict:
+        if self._case_cache is None or self._case_cache[0] != case.case_id:
+            image = self.dataset.read_image(case)
+            spacing = self.dataset.spacing_for(case)
+            self._case_cache = (case.case_id, {
+                "image": image, "mask": self.dataset.read_mask(case),
+                "location_map": self.dataset.read_location_map(case), "spacing": spacing,
+                "sha256": manifest.sha256_file(case.image_path),
+                "geometry": source_geometry(case, spacing, image.shape),
+            })
+        return self._case_cache[1]
+
+    # -- one item -------------------------------------------------------------------------------
+    def synthesize(self, item: WorkItem, inputs: dict) -> tuple[np.ndarray, np.ndarray, list[dict], dict]:
+        """The item's image and mask after every step, the steps' records and the models used."""
+        image, mask, spacing = inputs["image"], inputs["mask"], inputs["spacing"]
+        records: list[dict] = []
+        if item.kind == "real":
+            return image, mask, records, {}
+        role = "outpaint" if item.kind == "outpaint" else "inpaint"
+        synth, identity = self.models.get(role)
+        bank = self.bank()
+        if item.kind == "outpaint":
+            components = component_masks(mask)
+            seeds = [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(item.seed).spawn(len(components))]
+            requests = []
+            for component, seed in zip(components, seeds):
+                rows, cols = np.nonzero(component)  # aim at one of the lesion's own pixels
+                anchor = (float(rows[len(rows) // 2]) + 0.5, float(cols[len(cols) // 2]) + 0.5)
+                requests.append(SynthesisRequest(mode="outpaint", centre_rc=anchor,
+                                                 mask_source=MaskSource("existing"), seed=seed))
+        else:
+            from lesion_studio.core.augmentation_plan import plan_augmentation
+
+            plan = plan_augmentation(
+                image.shape, lesion_mask=mask, location_map=inputs["location_map"], bank=bank, seed=item.seed,
+                spacing_mm=spacing, diameters_mm=self.diameters_mm(item),
+                targets_per_image=self.config.targets_per_image,
+                remove_probability=self.config.remove_probability, model_input_px=synth.patch_px,
+            )
+            requests = [step.request for step in plan.steps]
+            if self.config.mask_source == "generator":
+                requests = [dataclasses.replace(r, mask_source=MaskSource("generator")) if r.mode == "inpaint" else r
+                            for r in requests]
+        current_image, current_mask = image, mask
+        for request in requests:
+            result = synth(current_image, request, lesion_mask=current_mask, bank=bank, spacing_mm=spacing)
+            current_image, current_mask = result.image, result.mask
+            resolved = result.plan
+            records.append({
+                "mode": request.mode, "centre_rc": list(request.centre_rc), "diameter_mm": request.diameter_mm,
+                "diameter_px": request.diameter_px, "seed": int(request.seed),
+                "mask_source": request.mask_source.kind, "bank_index": resolved.bank_index,
+                "resolved_diameter": resolved.diameter, "resolved_diameter_unit": resolved.diameter_unit,
+                "rotation_deg": resolved.rotation_deg,
+            })
+        return current_image, current_mask, records, {role: identity}
+
+    def export_item(self, item: WorkItem) -> list[Path]:
+        inputs = self.case_inputs(item.case)
+        image, mask, records, models = self.synthesize(item, inputs)
+        classic = None
+        if self.config.classic_preset != "none" and item.kind != "real":
+            rng = np.random.default_rng(np.random.SeedSequence([item.seed, 1]))
+            image, mask, params = augment(image, mask, preset(self.config.classic_preset), rng)
+            classic = {"preset": self.config.classic_preset, **params.to_dict()}
+        labels = (np.asarray(mask) > 0).astype(np.uint8) * LESION_LABEL
+        model_text = "; ".join(
+            f"{role} model {m.get('family')} step {m.get('step')} (weights sha256 {m['weights_sha256'][:16]})"
+            for role, m in models.items()) if models else "no model (real image copied)"
+        export = ExportItem(
+            item_id=item.item_id, image=np.asarray(image, dtype=np.float32), mask=labels,
+            geometry=inputs["geometry"], spacing_mm=inputs["spacing"], modality=self.modality,
+            png_offset=1024 if self.modality.upper() == "CT" else 0, model_description=model_text,
+            provenance={"instance_number": item.variant + 2},
+        )
+        written: list[Path] = []
+        c = self.config
+        for fmt in c.formats:
+            if fmt == "png":
+                written += png.write(export, self.out)
+            elif fmt == "nifti":
+                written += nifti.write(export, self.out)
+            elif fmt == "nnunet":
+                written += nnunet.write(export, self.out, dataset_id=c.nnunet_id, name=c.nnunet_name,
+                                        file_ending=c.nnunet_file_ending)
+            elif fmt == "coco":
+                written += coco.write(export, self.out)
+            elif fmt == "dicom":
+                written += dicom_derived.write(export, self.out, seed_text=self.seed_text, template=c.dicom_template)
+        record = {
+            "item": item.item_id, "kind": item.kind, "variant": item.variant, "seed": item.seed,
+            "source_case": item.case.case_id,
+            "source_image": item.case.image_path.relative_to(self.dataset.root).as_posix(),
+            "source_sha256": inputs["sha256"], "requests": records, "models": models, "classic": classic,
+            "png_offset": export.png_offset, "package_version": __version__,
+            "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "outputs": sorted(p.relative_to(self.out).as_posix() for p in written),
+        }
+        manifest.write_part(self.out, record)  # last: marks the item done
+        return written
+
+    # -- the run ----------------------------------------------------------------------------------
+    def my_items(self) -> list[WorkItem]:
+        return shard(self.items, self.rank, self.world_size)
+
+    def run(self, progress: Callable[[int], None] | None = None) -> BatchResult:
+        """Export this rank's shard; returns this rank's counts and failures."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        result = BatchResult(total=len(self.my_items()))
+        for item in self.my_items():
+            if manifest.is_done(self.out, item.item_id):
+                result.skipped += 1
+            else:
+                try:
+                    self.export_item(item)
+                    result.done += 1
+                except (KeyboardInterrupt, SystemExit):
+                    raise
+                except Exception as exc:  # one bad item must not stop thousands of others
+                    reason = exc.reason if isinstance(exc, LesionStudioError) else f"{type(exc).__name__}: {exc}"
+                    result.failures.append({"item": item.item_id, "error": reason})
+                    print(f"lesion-studio batch: item {item.item_id} failed: {reason}", file=self.log)
+                    if not isinstance(exc, LesionStudioError):
+                        traceback.print_exc(file=self.log)
+            if progress is not None:
+                progress(1)
+        return result
+
+    def finalize(self, failures: list[dict[str, str]]) -> None:
+        """Merge the manifest and the dataset-wide files (rank 0, after every rank finished)."""
+        c = self.config
+        manifest.finalize(self.out)
+        description = f"lesion-studio {__version__} synthetic export of {c.dataset.name} (seed {c.seed})"
+        if "coco" in c.formats:
+            coco.finalize(self.out, description=description)
+        if "nnunet" in c.formats:
+            nnunet.finalize(self.out, dataset_id=c.nnunet_id, name=c.nnunet_name, file_ending=c.nnunet_file_ending,
+                            modality=self.modality, description=description)
+        failures_path = self.out / FAILURES
+        if failures:
+            write_json(failures_path, sorted(failures, key=lambda f: f["item"]))
+        else:
+            failures_path.unlink(missing_ok=True)
+
+
+def _gather(obj: Any, world_size: int) -> list[Any]:
+    if world_size <= 1:
+        return [obj]
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def run_batch(config: BatchConfig, *, device: str = "cpu", dry_run: bool = False, show_progress: bool = True,
+              stdout: TextIO | None = None, log: TextIO | None = None) -> BatchResult:
+    """Run (or, with `dry_run`, only plan) a batch export, under torchrun when WORLD_SIZE > 1."""
+    from lesion_studio.models.distributed import barrier, init_from_env
+
+    stdout = stdout or sys.stdout
+    info = init_from_env(device)
+    exporter = BatchExporter(config, device=device, rank=info.rank, world_size=info.world_size, log=log)
+    plan = summary(exporter.items, config.formats)
+    done_before = sum(manifest.is_done(config.output_dir, i.item_id) for i in exporter.items)
+    plan.update({"already_done": done_before, "to_do": plan["items"] - done_before, "ranks": info.world_size,
+                 "output_dir": str(config.output_dir), "formats": list(config.formats)})
+    if dry_run:
+        if info.is_main:
+            print(json.dumps(plan, indent=2), file=stdout)
+        return BatchResult(total=plan["items"], plan=plan)
+    if info.is_main:
+        config.output_dir.mkdir(parents=True, exist_ok=True)
+        removed = remove_stale_temps(config.output_dir)
+        if removed:
+            print(f"lesion-studio batch: removed {removed} partial file(s) of an interrupted run", file=log or sys.stderr)
+    barrier(info)
+    bar = None
+    if show_progress and info.is_main:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(exporter.my_items()), desc=f"export (rank 0 of {info.world_size})", unit="img",
+                   file=log or sys.stderr, dynamic_ncols=True)
+    started = time.perf_counter()
+    try:
+        mine = exporter.run(progress=bar.update if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    gathered = _gather({"done": mine.done, "skipped": mine.skipped, "failures": mine.failures}, info.world_size)
+    result = BatchResult(total=plan["items"], plan=plan)
+    for part in gathered:
+        result.done += part["done"]
+        result.skipped += part["skipped"]
+        result.failures += part["failures"]
+    barrier(info)
+    if info.is_main:
+        exporter.finalize(result.failures)
+        elapsed = time.perf_counter() - started
+        print(f"exported {result.done}, skipped {result.skipped} already done, failed {len(result.failures)} "
+              f"of {result.total} in {elapsed:.1f} s -> {config.output_dir}", file=stdout)
+        for failure in result.failures:
+            print(f"  failed: {failure['item']}: {failure['error']}", file=stdout)
+    barrier(info)
+    return result
