@@ -10,13 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 #: Event kinds:
-#: - "pixels": a layer changed inside `bbox` on `slice` (during a stroke, on undo/redo, load).
+#: - "pixels": a layer changed inside `bbox` on `slice` (each tool call, undo/redo, import).
 #: - "lesions": lesion table rows `ids` changed, were added or removed.
 #: - "classes": the list of lesion classes changed.
 #: - "history": undo/redo availability may have changed.
 #: - "selection": `AnnotationDocument.selected_id` changed (ids holds the new id).
-#: - "reset": the whole document changed (import, load); redraw everything.
-EVENT_KINDS = ("pixels", "lesions", "classes", "history", "selection", "reset")
+#: An import replaces a whole layer and reports it as "pixels" with the full bbox per slice.
+EVENT_KINDS = ("pixels", "lesions", "classes", "history", "selection")
 
 BBox = tuple[int, int, int, int]  # (row0, row1, col0, col1), half-open, in pixels
 
@@ -37,7 +37,6 @@ class EventEmitter:
 
     def __init__(self) -> None:
         self._callbacks: list[Callable[[AnnotationEvent], None]] = []
-        self._blocked = 0
 
     def connect(self, callback: Callable[[AnnotationEvent], None]) -> Callable:
         """Call `callback(event)` on every event; returns the callback (usable as decorator)."""
@@ -50,7 +49,5 @@ class EventEmitter:
             self._callbacks.remove(callback)
 
     def emit(self, event: AnnotationEvent) -> None:
-        if self._blocked:
-            return
         for callback in list(self._callbacks):
             callback(event)
