@@ -1,0 +1,89 @@
+"""Where the "real + synthetic" condition's synthetic training images come from.
+
+* `DatasetSyntheticSource`: a folder of already-synthesized images in the dataset format
+  (what batch export writes); cases whose `patient_id` belongs to the fold's validation or
+  test patients are never used, so no test patient leaks into training.
+* `PhantomLesionPainter`: a CHEAP STAND-IN, not a GAN: it pastes phantom-style lesions
+  (`core.phantom.lesion_shape` outlines, a dense centre fading to the edge) onto real
+  training images at requested diameters. Tests and tutorials use it; real studies use a
+  trained generator through batch export.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from lesion_studio.core.dataset import load_dataset
+from lesion_studio.core.phantom import lesion_shape
+
+
+@dataclass(frozen=True)
+class DatasetSyntheticSource:
+    """Synthetic cases from a dataset folder; `select` picks `n` of them reproducibly."""
+
+    root: Path
+
+    def select(self, n: int, excluded_patients: set[str], seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Up to `n` `(image float32, mask bool)` pairs, none from `excluded_patients`."""
+        ds = load_dataset(self.root)
+        cases = [c for c in ds.cases if c.patient_id not in excluded_patients]
+        rng = np.random.default_rng(seed)
+        chosen = rng.permutation(len(cases))[:n]
+        return [(ds.read_image(cases[i]), ds.read_mask(cases[i])) for i in sorted(chosen)]
+
+
+@dataclass(frozen=True)
+class PhantomLesionPainter:
+    """Paints phantom-style lesions (not GAN output) into real images; see the module docstring.
+
+    `contrast` is in units of the image's standard deviation, so it works for any modality.
+    """
+
+    contrast_sd: tuple[float, float] = (1.5, 3.0)
+
+    def paint(self, image: np.ndarray, mask: np.ndarray, diameter_px: float, rng: np.random.Generator,
+              location: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """One new lesion of `diameter_px` at a free spot (inside `location` when given)."""
+        image = np.asarray(image, np.float32).copy()
+        mask = np.asarray(mask, bool).copy()
+        h, w = image.shape
+        radius = max(diameter_px / 2.0, 1.0)
+        allowed = ~ndimage.binary_dilation(mask, iterations=int(radius) + 2)
+        if location is not None:
+            allowed &= np.asarray(location, bool)
+        margin = int(math.ceil(radius)) + 1
+        allowed[:margin], allowed[-margin:], allowed[:, :margin], allowed[:, -margin:] = False, False, False, False
+        candidates = np.argwhere(allowed)
+        if candidates.size == 0:
+            return image, mask
+        r, c = candidates[int(rng.integers(len(candidates)))]
+        harmonics = np.stack([rng.uniform(0, 0.08, 3), rng.uniform(0, 2 * math.pi, 3)], axis=1)
+        shape, rho = lesion_shape(max(h, w), (r + 0.5, c + 0.5), radius, float(rng.uniform(1.0, 1.3)),
+                                  float(rng.uniform(0, math.pi)), harmonics)
+        shape = shape[:h, :w] & ~mask
+        rho = rho[:h, :w]
+        sd = float(image.std()) or 1.0
+        contrast = float(rng.uniform(*self.contrast_sd)) * sd
+        profile = contrast * (0.6 + 0.4 * np.sqrt(np.clip(1 - rho * rho, 0, 1)))
+        image += np.where(shape, profile, 0).astype(np.float32)
+        return image, mask | shape
+
+    def synthesize(self, images: list[np.ndarray], masks: list[np.ndarray], n: int, rng: np.random.Generator,
+                   diameters_px: np.ndarray | None = None, default_diameter_px: tuple[float, float] = (3.0, 8.0),
+                   ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`n` synthetic pairs: each takes a random real image and paints one lesion whose
+        diameter is drawn uniformly from `diameters_px` (P3 §III-D) or from a uniform range."""
+        out = []
+        for _ in range(n):
+            k = int(rng.integers(len(images)))
+            if diameters_px is not None and len(diameters_px):
+                d = float(diameters_px[int(rng.integers(len(diameters_px)))])
+            else:
+                d = float(rng.uniform(*default_diameter_px))
+            out.append(self.paint(images[k], masks[k], d, rng))
+        return out
