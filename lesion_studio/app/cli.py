@@ -18,7 +18,6 @@ SUBCOMMANDS: dict[str, str] = {
     "batch": "lesion_studio.app.commands.batch",
     "phantom": "lesion_studio.app.commands.phantom",
     "evaluate": "lesion_studio.app.commands.evaluate",
-    "evaluate": "lesion_studio.app.commands.evaluate",
     "train": "lesion_studio.app.commands.train",
 }
 
