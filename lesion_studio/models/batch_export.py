@@ -255,7 +255,7 @@ class BatchExporter:
             elif fmt == "dicom":
                 written += dicom_derived.write(export, self.out, seed_text=self.seed_text, template=c.dicom_template)
         record = {
-            "item": item.item_id, "kind": item.kind, "variant": item.variant, "seed": item.seed,
+            "item": item.item_id, "kind": item.kind, "variant": item.variant, "seed": item.seed, "rank": self.rank,
             "source_case": item.case.case_id,
             "source_image": item.case.image_path.relative_to(self.dataset.root).as_posix(),
             "source_sha256": inputs["sha256"], "requests": records, "models": models, "classic": classic,

@@ -140,3 +140,11 @@ def test_atomic_writes_leave_no_temporary_files(tmp_path: Path) -> None:
     (tmp_path / "a" / ".z.png.123-abcd.tmp").write_bytes(b"left by a killed run")
     assert remove_stale_temps(tmp_path) == 1
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["x.bin"]
+
+
+def test_hashed_uids_are_valid_reproducible_and_distinct() -> None:
+    from pydicom.uid import UID
+
+    a, b = deid.hashed_uid("seed=1", "item", "sop"), deid.hashed_uid("seed=1", "item", "study")
+    assert a == deid.hashed_uid("seed=1", "item", "sop") and a != b
+    assert a.startswith("2.25.") and len(a) <= 64 and UID(a).is_valid

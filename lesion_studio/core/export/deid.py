@@ -12,11 +12,11 @@ X remove, Z zero-length, D dummy value, U new UID.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Iterable
 
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.uid import generate_uid
 
 BASIC_PROFILE_NAME = "DICOM PS3.15 E.1 Basic Application Level Confidentiality Profile"
 #: CID 7050 code of the Basic Profile, for DeidentificationMethodCodeSequence.
@@ -82,6 +82,14 @@ KEEP_UIDS: tuple[str, ...] = (
 )
 
 
+def hashed_uid(*parts: str) -> str:
+    """A `2.25.` UID (PS3.5 B.2: a 128-bit integer) from a SHA-256 of `parts`: the same parts
+    give the same UID, and nothing recovers the parts from it. (pydicom's `generate_uid`
+    ignores its entropy sources under the 2.25 root, so it cannot be used here.)"""
+    digest = hashlib.sha256("\x1f".join(parts).encode("utf-8")).digest()
+    return "2.25." + str(int.from_bytes(digest[:16], "big"))
+
+
 def _uid_keyword(elem) -> bool:
     return elem.VR == "UI" and elem.keyword not in KEEP_UIDS
 
@@ -105,7 +113,7 @@ def _walk(ds: Dataset, salt: str) -> None:
                 _walk(item, salt)
         elif _uid_keyword(elem) and elem.value:
             values = elem.value if elem.VM > 1 else [elem.value]
-            new = [str(generate_uid(entropy_srcs=[salt, str(v)])) for v in values]
+            new = [hashed_uid(salt, str(v)) for v in values]
             elem.value = new if elem.VM > 1 else new[0]  # U: a new UID, the same for the same input
 
 
@@ -114,8 +122,7 @@ def deidentify(ds: Dataset, *, salt: str) -> Dataset:
     deterministic per export yet unlinkable to the originals without it."""
     _walk(ds, salt)
     if hasattr(ds, "file_meta") and "MediaStorageSOPInstanceUID" in ds.file_meta:
-        ds.file_meta.MediaStorageSOPInstanceUID = str(
-            generate_uid(entropy_srcs=[salt, str(ds.file_meta.MediaStorageSOPInstanceUID)]))
+        ds.file_meta.MediaStorageSOPInstanceUID = hashed_uid(salt, str(ds.file_meta.MediaStorageSOPInstanceUID))
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = "PS3.15 Basic Profile (lesion-studio tag list)"  # LO: 64 chars
     code = Dataset()

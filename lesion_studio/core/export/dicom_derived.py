@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian
 
 from lesion_studio import __version__
 from lesion_studio.core.export.atomic import write_bytes
-from lesion_studio.core.export.deid import deidentify
+from lesion_studio.core.export.deid import deidentify, hashed_uid
 from lesion_studio.core.export.item import ExportItem
 
 FOLDER = "dicom"
@@ -40,7 +40,7 @@ _PIXEL_KEYWORDS = (
 
 def new_uid(seed_text: str, item_id: str, what: str) -> str:
     """A `2.25.` UID from a hash of the export seed, item and role: new, yet reproducible."""
-    return str(generate_uid(prefix=None, entropy_srcs=["lesion-studio", seed_text, item_id, what]))
+    return hashed_uid("lesion-studio", seed_text, item_id, what)
 
 
 def derivation_description(model_description: str) -> str:
