@@ -274,6 +274,9 @@ class BatchExporter:
         """Export this rank's shard; returns this rank's counts and failures."""
         self.out.mkdir(parents=True, exist_ok=True)
         result = BatchResult(total=len(self.my_items()))
+        pending = [i for i in self.my_items() if not manifest.is_done(self.out, i.item_id)]
+        for role in sorted({"outpaint" if i.kind == "outpaint" else "inpaint" for i in pending if i.kind != "real"}):
+            self.models.get(role)  # an unusable checkpoint stops the run here (exit 2), not per item
         for item in self.my_items():
             if manifest.is_done(self.out, item.item_id):
                 result.skipped += 1

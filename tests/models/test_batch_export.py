@@ -276,3 +276,57 @@ def test_torchrun_two_ranks_disjoint_shards_one_manifest(reference: Path, setup,
         name = f"{record['item']}.png"
         assert (out / "png" / "images" / name).read_bytes() == (reference / "png" / "images" / name).read_bytes()
         assert (out / "png" / "masks" / name).read_bytes() == (reference / "png" / "masks" / name).read_bytes()
+
+
+def test_an_unusable_checkpoint_is_a_config_error(setup, tmp_path: Path, capsys) -> None:
+    bogus = tmp_path / "bogus"
+    bogus.with_name("bogus.safetensors").write_bytes(b"not tensors")
+    bogus.with_name("bogus.json").write_text("{}")
+    config = write_config(tmp_path / "c.toml", setup, tmp_path / "out", formats=["png"], per_image=1)
+    config.write_text(config.read_text().replace(str(setup["checkpoint"]), str(bogus)))
+    assert main(["batch", str(config), "--quiet"]) == 2
+    assert "bogus" in capsys.readouterr().err
+
+
+def test_outpaint_mix_keeps_every_lesion(setup, tmp_path: Path) -> None:
+    Trainer(tiny_config("outpaint", setup["dataset"], tmp_path / "outpaint", steps=1, num_threads=1)).run()
+    out = tmp_path / "out"
+    config = write_config(tmp_path / "c.toml", setup, out, formats=["png", "coco"], per_image=1,
+                          extra="inpaint = false\nreplace_remove = false\noutpaint_fraction = 1.0")
+    config.write_text(config.read_text().replace("[models]", f'[models]\noutpaint = "{tmp_path / "outpaint" / "final"}"'))
+    assert main(["batch", str(config), "--quiet"]) == 0
+    dataset = load_dataset(setup["dataset"])
+    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert len(records) == sum(c.has_lesion for c in dataset.cases)  # lesion-free images are not outpainted
+    for record in records:
+        assert record["kind"] == "outpaint" and {r["mode"] for r in record["requests"]} == {"outpaint"}
+        assert record["models"]["outpaint"]["family"] == "outpaint"
+        case = next(c for c in dataset.cases if c.case_id == record["source_case"])
+        exported = read_array(out / "png" / "masks" / f"{record['item']}.png") > 0
+        assert np.array_equal(exported, dataset.read_mask(case))  # the finding is kept as it was
+
+
+def test_ct_source_keeps_nifti_geometry_and_signed_hu(tmp_path: Path, monkeypatch) -> None:
+    generate_phantom_dataset(tmp_path / "ct", "ct", 3, size_px=64)
+    (tmp_path / "none.safetensors").write_bytes(b"")  # never loaded: the model is patched out
+    monkeypatch.setattr(batch_export.BatchExporter, "synthesize",
+                        lambda self, item, inputs: (inputs["image"], inputs["mask"], [], {}))
+    out = tmp_path / "out"
+    config = tmp_path / "c.toml"
+    config.write_text(f'[input]\ndataset = "{tmp_path / "ct"}"\n[synthesis]\nper_image = 1\n'
+                      f'[models]\ninpaint = "{tmp_path}/none"\n[output]\ndir = "{out}"\n'
+                      'formats = ["png", "nifti", "dicom", "nnunet"]\n')
+    monkeypatch.setattr(batch_export._Models, "get", lambda self, role: (None, {}))
+    assert main(["batch", str(config), "--quiet"]) == 0
+    source = sitk.ReadImage(str(tmp_path / "ct" / "images" / "phantom_ct_0000.nii.gz"))
+    exported = sitk.ReadImage(str(out / "nifti" / "images" / "phantom_ct_0000_s000.nii.gz"))
+    assert exported.GetSpacing() == source.GetSpacing() and exported.GetOrigin() == source.GetOrigin()
+    assert exported.GetDirection() == source.GetDirection()
+    hu = np.rint(sitk.GetArrayFromImage(source).astype(np.float64)).squeeze()
+    assert hu.min() < 0
+    ds = pydicom.dcmread(out / "dicom" / "phantom_ct_0000_s000.dcm")
+    assert ds.PixelRepresentation == 1 and np.array_equal(ds.pixel_array.astype(np.float64), hu)
+    png_image = read_array(out / "png" / "images" / "phantom_ct_0000_s000.png")
+    assert np.array_equal(png_image.astype(np.float64), np.clip(hu + 1024, 0, 65535))  # png_offset
+    doc = json.loads((out / "nnunet" / "Dataset501_LesionStudio" / "dataset.json").read_text())
+    assert doc["channel_names"] == {"0": "CT"}
