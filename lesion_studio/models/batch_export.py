@@ -121,6 +121,7 @@ class BatchExporter:
         self._dataset_bank: MaskBank | None = None
         self._case_cache: tuple[str, dict] | None = None
         self._diameter_file: tuple[float, ...] | None = None
+        self._settings: str | None = None
         self.modality = self.dataset.modality or "OT"
         self.seed_text = f"seed={config.seed};dataset={config.dataset.name}"
 
@@ -260,6 +261,7 @@ class BatchExporter:
             "source_image": item.case.image_path.relative_to(self.dataset.root).as_posix(),
             "source_sha256": inputs["sha256"], "requests": records, "models": models, "classic": classic,
             "png_offset": export.png_offset, "package_version": __version__,
+            "settings_sha256": self._settings or self.settings_sha256(), "formats": list(c.formats),
             "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "outputs": sorted(p.relative_to(self.out).as_posix() for p in written),
         }
@@ -267,6 +269,23 @@ class BatchExporter:
         return written
 
     # -- the run ----------------------------------------------------------------------------------
+    def settings_sha256(self) -> str:
+        """Fingerprint of the config fields that change an item's pixels, and the checkpoints' bytes."""
+        c = self.config
+        settings = {k: v for k, v in c.to_dict().items()
+                    if k not in ("path", "output_dir", "formats", "nnunet_id", "nnunet_name", "nnunet_file_ending",
+                                 "include_real", "per_image", "splits", "device")}
+        for key in ("inpaint_checkpoint", "outpaint_checkpoint", "shape_checkpoint"):
+            stem = getattr(c, key)
+            weights = None if stem is None else stem.with_name(stem.name + ".safetensors")
+            settings[key] = manifest.sha256_file(weights) if weights is not None and weights.is_file() else None
+        return manifest.settings_sha256(settings)
+
+    def is_done(self, item: WorkItem) -> bool:
+        if self._settings is None:
+            self._settings = self.settings_sha256()
+        return manifest.is_done(self.out, item.item_id, settings_sha256=self._settings, formats=self.config.formats)
+
     def my_items(self) -> list[WorkItem]:
         return shard(self.items, self.rank, self.world_size)
 
@@ -274,11 +293,11 @@ class BatchExporter:
         """Export this rank's shard; returns this rank's counts and failures."""
         self.out.mkdir(parents=True, exist_ok=True)
         result = BatchResult(total=len(self.my_items()))
-        pending = [i for i in self.my_items() if not manifest.is_done(self.out, i.item_id)]
+        pending = [i for i in self.my_items() if not self.is_done(i)]
         for role in sorted({"outpaint" if i.kind == "outpaint" else "inpaint" for i in pending if i.kind != "real"}):
             self.models.get(role)  # an unusable checkpoint stops the run here (exit 2), not per item
         for item in self.my_items():
-            if manifest.is_done(self.out, item.item_id):
+            if self.is_done(item):
                 result.skipped += 1
             else:
                 try:
@@ -332,7 +351,7 @@ def run_batch(config: BatchConfig, *, device: str = "cpu", dry_run: bool = False
     info = init_from_env(device)
     exporter = BatchExporter(config, device=device, rank=info.rank, world_size=info.world_size, log=log)
     plan = summary(exporter.items, config.formats)
-    done_before = sum(manifest.is_done(config.output_dir, i.item_id) for i in exporter.items)
+    done_before = sum(exporter.is_done(i) for i in exporter.items)
     plan.update({"already_done": done_before, "to_do": plan["items"] - done_before, "ranks": info.world_size,
                  "output_dir": str(config.output_dir), "formats": list(config.formats)})
     if dry_run:

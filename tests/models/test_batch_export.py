@@ -330,3 +330,21 @@ def test_ct_source_keeps_nifti_geometry_and_signed_hu(tmp_path: Path, monkeypatc
     assert np.array_equal(png_image.astype(np.float64), np.clip(hu + 1024, 0, 65535))  # png_offset
     doc = json.loads((out / "nnunet" / "Dataset501_LesionStudio" / "dataset.json").read_text())
     assert doc["channel_names"] == {"0": "CT"}
+
+
+def test_a_changed_config_redoes_what_it_changes(setup, tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(batch_export.BatchExporter, "synthesize",
+                        lambda self, item, inputs: (inputs["image"], inputs["mask"], [], {}))
+    out = tmp_path / "out"
+    config = write_config(tmp_path / "c.toml", setup, out, formats=["png"], per_image=1)
+    assert main(["--batch", str(config)]) == 0  # the GUI launcher's --batch runs the same command
+    assert "exported 5, skipped 0" in capsys.readouterr().out
+    config.write_text(config.read_text().replace('formats = ["png"]', 'formats = ["png", "coco"]'))
+    assert main(["batch", str(config), "--quiet"]) == 0
+    assert "exported 5, skipped 0" in capsys.readouterr().out  # a new format: every item again
+    (out / "png" / "masks" / "phantom_chest_0002_s000.png").unlink()
+    assert main(["batch", str(config), "--quiet"]) == 0
+    assert "exported 1, skipped 4" in capsys.readouterr().out  # a lost file: that item again
+    config.write_text(config.read_text().replace("seed = 11", "seed = 12"))
+    assert main(["batch", str(config), "--quiet"]) == 0
+    assert "exported 5, skipped 0" in capsys.readouterr().out  # another seed: new images

@@ -32,8 +32,29 @@ def part_path(out_dir: Path, item_id: str) -> Path:
     return out_dir / PARTS / f"{item_id}.json"
 
 
-def is_done(out_dir: Path, item_id: str) -> bool:
-    return part_path(out_dir, item_id).is_file()
+def is_done(out_dir: Path, item_id: str, *, settings_sha256: str | None = None,
+            formats: tuple[str, ...] = ()) -> bool:
+    """True when the item's part exists, was made with the same synthesis settings, covers
+    every requested format, and every file it lists is still there."""
+    path = part_path(out_dir, item_id)
+    if not path.is_file():
+        return False
+    if settings_sha256 is None and not formats:
+        return True
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    if settings_sha256 is not None and record.get("settings_sha256") != settings_sha256:
+        return False
+    if not set(formats) <= set(record.get("formats", ())):
+        return False
+    return all((out_dir / rel).is_file() for rel in record.get("outputs", ()))
+
+
+def settings_sha256(settings: dict[str, Any]) -> str:
+    """A fingerprint of everything that changes an item's pixels (not where files go)."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 
 def write_part(out_dir: Path, record: dict[str, Any]) -> Path:
