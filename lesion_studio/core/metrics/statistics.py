@@ -54,7 +54,9 @@ def friedman_nemenyi(scores: Mapping[str, Sequence[float]], *, alpha: float = 0.
     k, n_blocks = len(names), data.shape[0]
     if k < 3 or n_blocks < 2:
         raise ValueError("the Friedman test needs at least 3 methods and 2 blocks")
-    chi2, p = stats.friedmanchisquare(*data.T)
+    with warnings.catch_warnings():  # all ranks tied: chi² is NaN, scipy warns
+        warnings.simplefilter("ignore", RuntimeWarning)
+        chi2, p = stats.friedmanchisquare(*data.T)
     ranked = stats.rankdata(-data if higher_is_better else data, axis=1)
     avg_rank = ranked.mean(axis=0)
     nemenyi = sp.posthoc_nemenyi_friedman(data).to_numpy(dtype=float)
