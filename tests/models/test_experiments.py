@@ -170,4 +170,9 @@ def test_hard_example_mining_experiment(phantom, tmp_path):
     diam = read_diameter_file(report["diameter_file"])
     assert diam["diameters_px"] == report["missed_diameters_px"]
     assert diam["diameters_mm"] is not None
+    # batch export reads the same file for its size sampling (P3: sizes of the missed lesions)
+    from lesion_studio.core.export.config import read_diameter_file as batch_read
+
+    if diam["diameters_mm"]:
+        assert batch_read(report["diameter_file"]) == pytest.approx(tuple(diam["diameters_mm"]))
     assert doc["folds"][1]["n_train_synthetic"] == 6
