@@ -224,6 +224,9 @@ class BatchExporter:
         return current_image, current_mask, records, {role: identity}
 
     def export_item(self, item: WorkItem) -> list[Path]:
+        # A stale record of an earlier config must not survive a failure of this attempt.
+        manifest.part_path(self.out, item.item_id).unlink(missing_ok=True)
+        (self.out / coco.FOLDER / "parts" / f"{item.item_id}.json").unlink(missing_ok=True)
         inputs = self.case_inputs(item.case)
         image, mask, records, models = self.synthesize(item, inputs)
         classic = None
