@@ -18,7 +18,7 @@ from lesion_studio.models.experiments import (
     ConditionConfig, ExperimentCancelled, ExperimentConfig, experiment_config_from_dict, load_results,
     patient_folds, run_experiment, sample_by_patient,
 )
-from lesion_studio.models.hard_example_mining import missed_lesion_diameters, read_diameter_file
+from lesion_studio.models.hard_example_mining import missed_lesion_diameters, read_diameter_file, write_diameter_file
 from lesion_studio.models.progress import CancelToken
 
 TINY = dict(folds=2, image_size_px=64, arch="unet", base_channels=6, depth=3, epochs=4, batch_size=4,
@@ -80,6 +80,14 @@ def test_detection_candidates_and_diameters():
     assert missed.size == 1 and found.size == 0
     missed, found = missed_lesion_diameters(prob[None], [mask])
     assert missed.size == 0 and found.size == 1
+
+
+def test_diameter_file_is_readable_by_batch_export(tmp_path):
+    from lesion_studio.core.export.config import read_diameter_file as batch_read
+
+    path = write_diameter_file(tmp_path / "missed.json", np.array([2.0, 4.0]), 0.5, fold=0)
+    assert read_diameter_file(path)["diameters_px"] == [2.0, 4.0]
+    assert batch_read(path) == (1.0, 2.0)
 
 
 def test_cancel_keeps_nothing_half_done(phantom, tmp_path):
