@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +44,11 @@ from lesion_studio.models.progress import (
     TrainStarted,
     ValidationEvent,
 )
+
+
+#: GIL switch interval while workers run: Python's 5 ms default lets a training thread keep the
+#: UI thread waiting several times per paint (each Qt -> Python call of pyqtgraph needs the GIL).
+UI_SWITCH_INTERVAL_S = 0.001
 
 
 def default_cpu_threads() -> int:
@@ -151,6 +157,8 @@ def run_training(ctx: JobContext, cpu_threads: int) -> Any:
     def callback(event: object) -> None:
         console(event)
         ctx.event(event)
+        time.sleep(0)  # drop the GIL once per event: a UI thread waiting for it gets it now
+
 
     if ctx.resume_from:
         ctx.log(f"resuming from {ctx.resume_from}")
@@ -215,6 +223,7 @@ class JobManager(QObject):
         self._tokens: dict[str, CancelToken] = {}
         self._metrics: dict[str, MetricHistory] = {}
         self._logs: dict[str, list[str]] = {}
+        self._switch_interval: float | None = None
         self._worker_event.connect(self._on_event)
         self._worker_log.connect(self._on_log)
         self._worker_progress.connect(self._on_progress)
@@ -369,6 +378,9 @@ class JobManager(QObject):
             self._start(record)
 
     def _start(self, record: JobRecord) -> None:
+        if not self._workers:  # hand the GIL back to the UI thread within 1 ms while jobs run
+            self._switch_interval = sys.getswitchinterval()
+            sys.setswitchinterval(min(self._switch_interval, UI_SWITCH_INTERVAL_S))
         token = CancelToken()
         record.state = JobState.RUNNING
         record.started_at = time.time()
@@ -406,6 +418,9 @@ class JobManager(QObject):
         self._append_log(job_id, f"job {record.state.value}" + (f": {record.error}" if record.error else ""),
                          to_file=True)
         worker.deleteLater()
+        if not self._workers and self._switch_interval is not None:
+            sys.setswitchinterval(self._switch_interval)
+            self._switch_interval = None
         self._save()
         self.jobChanged.emit(job_id)
         self._schedule()

@@ -1,0 +1,242 @@
+"""Wires the job manager, the jobs panel and the training dashboard into a main window.
+
+`install_jobs_ui(window)` adds a "Jobs" menu (New training…, Show jobs / dashboard), a dock
+(hidden until used) holding the jobs panel and the dashboard, and a close guard: when jobs are
+running, closing the window asks (`JobsUi.ask_cancel_running_jobs`, replaceable by tests),
+then runs the window's own `closeEvent`, and only if that accepts cancels the jobs cleanly
+(each training writes its cancel checkpoint) and waits for them.
+
+UI updates are coalesced: job changes, log lines and samples are collected and applied by one
+timer tick (`flush_interval_ms`), so a fast training stream never stalls the event loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QDialog, QDockWidget, QMainWindow, QMessageBox, QSplitter
+
+from lesion_studio.app.job_manager import JobManager
+from lesion_studio.core.errors import LesionStudioError
+from lesion_studio.core.jobs import JobRecord
+from lesion_studio.models.progress import SampleEvent, StepEvent
+from lesion_studio.widgets.jobs_panel import JobsPanel
+from lesion_studio.widgets.new_training_dialog import NewTrainingDialog
+from lesion_studio.widgets.training_dashboard import TrainingDashboard
+
+
+class JobsUi(QObject):
+    """Owns the `JobManager` of a window and the widgets that show it."""
+
+    def __init__(self, window: QMainWindow, manager: JobManager | None = None,
+                 flush_interval_ms: int = 200) -> None:
+        super().__init__(window)
+        self.window = window
+        self.manager = manager if manager is not None else JobManager(self)
+        self.panel = JobsPanel()
+        self.dashboard = TrainingDashboard()
+        self._shown_id = ""
+        self._dirty: set[str] = set()
+        self._pending_log: list[str] = []
+        self._pending_sample: SampleEvent | None = None
+        self._it_per_s: dict[str, float] = {}
+        self._closing = False
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self.panel)
+        splitter.addWidget(self.dashboard)
+        splitter.setStretchFactor(0, 2)
+        splitter.setStretchFactor(1, 3)
+        self.dock = QDockWidget("Jobs and training", window)
+        self.dock.setObjectName("jobsDock")
+        self.dock.setWidget(splitter)
+        window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.dock)
+        self.dock.hide()
+
+        self.new_training_action = QAction("&New training…", window)
+        self.new_training_action.triggered.connect(self.open_new_training)
+        self.show_action = QAction("Show &jobs / dashboard", window)
+        self.show_action.setShortcut("Ctrl+J")
+        self.show_action.triggered.connect(self.show_dock)
+        self.menu = window.menuBar().addMenu("&Jobs")
+        help_menu = getattr(window, "help_menu", None)
+        if help_menu is not None:  # keep Help last
+            window.menuBar().insertMenu(help_menu.menuAction(), self.menu)
+        self.menu.addAction(self.new_training_action)
+        self.menu.addAction(self.show_action)
+        self.menu.addSeparator()
+        self.menu.addAction(self.dock.toggleViewAction())
+
+        self.panel.newRequested.connect(self.open_new_training)
+        self.panel.cancelRequested.connect(self.manager.cancel)
+        self.panel.resumeRequested.connect(self.resume)
+        self.panel.removeRequested.connect(self.manager.remove)
+        self.panel.selectionChanged.connect(self.show_job)
+        self.panel.compareChanged.connect(self._on_compare)
+        self.manager.jobAdded.connect(self._on_added)
+        self.manager.jobChanged.connect(self._on_changed)
+        self.manager.jobRemoved.connect(self._on_removed)
+        self.manager.jobLog.connect(self._on_log)
+        self.manager.jobEvent.connect(self._on_event)
+
+        self._flush_timer = QTimer(self)
+        self._flush_timer.setInterval(flush_interval_ms)
+        self._flush_timer.timeout.connect(self.flush)
+        self._flush_timer.start()
+        self._tick_timer = QTimer(self)
+        self._tick_timer.setInterval(1000)
+        self._tick_timer.timeout.connect(self.panel.tick)
+        self._tick_timer.start()
+
+        for record in self.manager.records:
+            self.panel.set_record(record)
+        window.installEventFilter(self)
+
+    # ------------------------------------------------------------------ actions
+    def show_dock(self) -> None:
+        self.dock.show()
+        self.dock.raise_()
+
+    def exec_dialog(self, dialog: QDialog) -> bool:
+        """Run a modal dialog (tests replace this to fill it in and accept)."""
+        return dialog.exec() == QDialog.DialogCode.Accepted
+
+    def open_new_training(self) -> JobRecord | None:
+        """The New training dialog; starts the training it describes when accepted."""
+        dialog = NewTrainingDialog(self.window)
+        try:
+            if not self.exec_dialog(dialog):
+                return None
+            config = dialog.config()
+        finally:
+            dialog.deleteLater()
+        return self.start_training(config)
+
+    def start_training(self, config: Any, title: str | None = None) -> JobRecord:
+        record = self.manager.submit_training(config, title)
+        self.show_dock()
+        self.panel.select(record.id)
+        return record
+
+    def resume(self, job_id: str) -> None:
+        try:
+            self.manager.resume(job_id)
+        except LesionStudioError as exc:
+            self.show_error("Cannot resume", str(exc))
+
+    def show_error(self, title: str, text: str) -> None:
+        """Message box (tests replace this)."""
+        QMessageBox.warning(self.window, title, text)
+
+    def ask_cancel_running_jobs(self, n_running: int) -> bool:
+        """Closing with jobs running: True cancels them (each writes a checkpoint) and closes."""
+        answer = QMessageBox.question(
+            self.window, "Jobs are running",
+            f"{n_running} job(s) are still running. Cancel them and close? "
+            "Trainings write a checkpoint and can be resumed later.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        )
+        return answer == QMessageBox.StandardButton.Yes
+
+    # ------------------------------------------------------------------ showing a job
+    def show_job(self, job_id: str) -> None:
+        """Dashboard, log and error of one job ("" clears)."""
+        self._shown_id = job_id
+        self._pending_log.clear()
+        self._pending_sample = None
+        if not job_id:
+            self.dashboard.set_run("", None)
+            self.panel.set_log([])
+            return
+        record = self.manager.record(job_id)
+        self.dashboard.set_run(record.title, self.manager.metrics(job_id))
+        self.panel.set_log(self.manager.log_lines(job_id))
+        self._update_progress(record)
+
+    def _update_progress(self, record: JobRecord) -> None:
+        self.dashboard.set_progress(record.step, record.total_steps, self._it_per_s.get(record.id),
+                                    record.eta_s, record.running_elapsed_s())
+
+    def _on_compare(self, ids: list[str]) -> None:
+        runs = [(self.manager.record(i).title, self.manager.metrics(i)) for i in ids if i != self._shown_id]
+        self.dashboard.set_overlays(runs)
+
+    # ------------------------------------------------------------------ manager signals
+    def _on_added(self, job_id: str) -> None:
+        self.panel.set_record(self.manager.record(job_id))
+
+    def _on_changed(self, job_id: str) -> None:
+        self._dirty.add(job_id)
+
+    def _on_removed(self, job_id: str) -> None:
+        self.panel.remove_record(job_id)
+        self._dirty.discard(job_id)
+
+    def _on_log(self, job_id: str, line: str) -> None:
+        if job_id == self._shown_id:
+            self._pending_log.append(line)
+
+    def _on_event(self, job_id: str, event: object) -> None:
+        if isinstance(event, StepEvent):
+            self._it_per_s[job_id] = event.it_per_s
+        elif isinstance(event, SampleEvent) and job_id == self._shown_id:
+            self._pending_sample = event
+
+    def flush(self) -> None:
+        """Apply collected changes (one timer tick): rows, log lines, samples, progress."""
+        dirty, self._dirty = self._dirty, set()
+        for job_id in dirty:
+            try:
+                record = self.manager.record(job_id)
+            except LesionStudioError:
+                continue
+            self.panel.set_record(record)
+            if job_id == self._shown_id:
+                self._update_progress(record)
+        if self._pending_log:
+            self.panel.append_log(self._pending_log)
+            self._pending_log = []
+        if self._pending_sample is not None:
+            sample, self._pending_sample = self._pending_sample, None
+            self.dashboard.show_samples(sample.step, sample.images, sample.titles)
+
+    # ------------------------------------------------------------------ closing
+    def confirm_close(self) -> bool:
+        """Ask when jobs run; True when the window may close (jobs are not cancelled yet)."""
+        running = self.manager.active_jobs()
+        return not running or self.ask_cancel_running_jobs(len(running))
+
+    def shutdown(self, timeout_ms: int = 60_000) -> bool:
+        """Cancel every job and wait for it (checkpoints written)."""
+        self._flush_timer.stop()
+        self._tick_timer.stop()
+        return self.manager.shutdown(timeout_ms)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
+        if watched is self.window and event.type() == QEvent.Type.Close and not self._closing:
+            if not self.manager.active_jobs():
+                return False
+            if not self.confirm_close():
+                event.ignore()
+                return True
+            self._closing = True
+            try:
+                self.window.closeEvent(event)  # the window's own checks (unsaved annotations)
+            finally:
+                self._closing = False
+            if event.isAccepted():
+                self.shutdown()
+            return True
+        return super().eventFilter(watched, event)
+
+
+def install_jobs_ui(window: QMainWindow, manager: JobManager | None = None) -> JobsUi:
+    """Add the Jobs menu, the jobs/dashboard dock and the close guard to `window`."""
+    ui = JobsUi(window, manager)
+    window.jobs_ui = ui
+    return ui
+
+
+__all__ = ["JobsUi", "install_jobs_ui"]
