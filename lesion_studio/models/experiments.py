@@ -48,7 +48,9 @@ from lesion_studio.core.metrics.detection import image_scores_from_boxes
 from lesion_studio.core.metrics.statistics import bootstrap_ci, friedman_nemenyi, mean_sd, t_test
 from lesion_studio.models.detection import DEFAULT_MIN_PROB, detect_from_probability
 from lesion_studio.models.segmentation import build_loss, build_segmenter
-from lesion_studio.models.synthetic_sources import DatasetSyntheticSource, PhantomLesionPainter
+from lesion_studio.models.synthetic_sources import (
+    CheckpointSynthesisSource, DatasetSyntheticSource, PhantomLesionPainter,
+)
 
 RESULTS_FORMAT = "lesion-studio-experiment"
 RESULTS_VERSION = 1
@@ -97,7 +99,8 @@ class ExperimentConfig:
     conditions: tuple[ConditionConfig, ...] = (ConditionConfig("real"),)
     baseline: str = "real"
     synthetic_dataset: Path | None = None      # folder in the dataset format (batch export)
-    synthetic_generator: str = "dataset"       # "dataset" | "phantom_painter" (cheap stand-in)
+    synthetic_generator: str = "dataset"       # "dataset" | "checkpoint" | "phantom_painter" (cheap stand-in)
+    synthesis_checkpoint: Path | None = None   # generator checkpoint for synthetic_generator = "checkpoint"
     folds: int = 5                             # P0: 5-fold CV
     val_fraction: float = 0.2                  # P0: 64/16/20 → 16/80 of the training patients
     seed: int = 0
@@ -127,8 +130,13 @@ class ExperimentConfig:
             raise ConfigError(f"condition names must be unique and non-empty, got {names}")
         if self.baseline not in names:
             raise ConfigError(f"baseline {self.baseline!r} is not one of the conditions {names}")
-        if self.synthetic_generator not in ("dataset", "phantom_painter"):
+        if self.synthetic_generator not in ("dataset", "checkpoint", "phantom_painter"):
             raise ConfigError(f"unknown synthetic_generator {self.synthetic_generator!r}")
+        if self.task == "hard_example_mining" and self.synthetic_generator == "dataset":
+            raise ConfigError("hard-example mining synthesizes at the missed diameters: set synthetic_generator "
+                              "to 'checkpoint' (a trained generator) or 'phantom_painter' (cheap stand-in)")
+        if self.synthetic_generator == "checkpoint" and self.synthesis_checkpoint is None:
+            raise ConfigError("synthetic_generator = 'checkpoint' needs synthesis_checkpoint")
         needs_syn = any(c.synthetic_count > 0 for c in self.conditions) or self.task == "hard_example_mining"
         if needs_syn and self.synthetic_generator == "dataset" and self.synthetic_dataset is None \
                 and self.task != "hard_example_mining":
@@ -140,6 +148,7 @@ class ExperimentConfig:
         d["dataset"] = str(self.dataset)
         d["out_dir"] = str(self.out_dir)
         d["synthetic_dataset"] = None if self.synthetic_dataset is None else str(self.synthetic_dataset)
+        d["synthesis_checkpoint"] = None if self.synthesis_checkpoint is None else str(self.synthesis_checkpoint)
         return d
 
     def hash(self) -> str:
@@ -186,6 +195,7 @@ def experiment_config_from_dict(doc: dict, base_dir: Path = Path(".")) -> Experi
 
     flat["dataset"] = path(flat["dataset"])
     flat["synthetic_dataset"] = path(flat.get("synthetic_dataset"))
+    flat["synthesis_checkpoint"] = path(flat.get("synthesis_checkpoint"))
     flat["out_dir"] = path(flat.get("out_dir", f"experiments/{flat['name']}"))
     if "conditions" in doc:
         conditions = [ConditionConfig(**c) for c in doc["conditions"]]
@@ -429,9 +439,13 @@ def _write_json(path: Path, doc: dict) -> None:
 
 
 def _synthetic_pairs(config: ExperimentConfig, condition: ConditionConfig, fold: Fold, real_images, real_masks,
-                     seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+                     seed: int, dataset: Dataset | None = None, train_cases=()) -> list[tuple[np.ndarray, np.ndarray]]:
     if condition.synthetic_count == 0:
         return []
+    if config.synthetic_generator == "checkpoint":
+        source = CheckpointSynthesisSource(config.synthesis_checkpoint, config.device)
+        pairs = source.synthesize(dataset, list(train_cases), condition.synthetic_count, seed)
+        return [prepare(img, m, config.image_size_px) for img, m in pairs]
     if config.synthetic_generator == "phantom_painter":
         painter = PhantomLesionPainter()
         return painter.synthesize(real_images, real_masks, condition.synthetic_count, np.random.default_rng(seed))
@@ -449,7 +463,7 @@ def run_fold(config: ExperimentConfig, dataset: Dataset, fold: Fold, condition: 
     images, masks = load_cases(dataset, train_cases, config.image_size_px)
     val_images, val_masks = load_cases(dataset, fold.val, config.image_size_px)
     test_images, test_masks = load_cases(dataset, fold.test, config.image_size_px)
-    synthetic = _synthetic_pairs(config, condition, fold, images, masks, seed + 7)
+    synthetic = _synthetic_pairs(config, condition, fold, images, masks, seed + 7, dataset, train_cases)
     all_images = images + [s[0] for s in synthetic]
     all_masks = masks + [s[1] for s in synthetic]
     model = build_segmenter(config.arch, base_channels=config.base_channels, depth=config.depth)
@@ -471,6 +485,7 @@ def run_fold(config: ExperimentConfig, dataset: Dataset, fold: Fold, condition: 
                    "seconds": time.monotonic() - t0})
     record["_model"] = model  # not serialized; hard-example mining reuses the trained detector
     record["_data"] = (images, masks, test_images, test_masks)
+    record["_train_cases"] = train_cases
     return record
 
 

@@ -9,9 +9,10 @@ array and synthesize N lesions at those sizes; (5) fine-tune on real + synthetic
 10 epochs) and (6) re-evaluate on the fold's test images. The two conditions are
 `pretrained` and `hem_finetuned`; the report holds the diameter arrays per fold.
 
-The synthesizer is `synthetic_generator`: 'phantom_painter' (the cheap, non-GAN stand-in of
-`synthetic_sources`) in tests; a trained generator is used through batch export with the
-diameter file (`DatasetSyntheticSource` then reads its output for a second run).
+The synthesizer is `synthetic_generator`: 'checkpoint' (a trained generator through
+`load_synthesizer`, lesion sizes in mm from the drawn diameters) or 'phantom_painter' (the
+cheap, non-GAN stand-in of `synthetic_sources`, used by the fast tests). The diameter file
+also feeds batch export (`diameters = {file = ...}`) for an offline synthetic set.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 from lesion_studio.core.dataset import Dataset
 from lesion_studio.core.metrics import masks_to_boxes, match_detections
 from lesion_studio.models.detection import detect_from_probability, lesion_diameters_px
-from lesion_studio.models.synthetic_sources import PhantomLesionPainter
+from lesion_studio.models.synthetic_sources import CheckpointSynthesisSource, PhantomLesionPainter
 
 DIAMETER_FILE_FORMAT = "lesion-studio-diameters"
 
@@ -71,7 +72,7 @@ def run_hard_example_mining(config, dataset: Dataset, folds, *, progress: Callab
     """The HEM experiment's fold loop; returns fold records (two conditions) and a report."""
     from lesion_studio.models.experiments import (
         ConditionConfig, ExperimentCancelled, ExperimentProgress, _cancelled, _fold_path, _public, _write_json,
-        evaluate_probabilities, predict_probabilities, run_fold, train_segmenter,
+        evaluate_probabilities, predict_probabilities, prepare, run_fold, train_segmenter,
     )
 
     records, report = [], {}
@@ -97,6 +98,7 @@ def run_hard_example_mining(config, dataset: Dataset, folds, *, progress: Callab
                                     f"training the detector, fold {fold.index}"))
         pre = run_fold(config, dataset, fold, ConditionConfig("pretrained"), progress=progress, cancel=cancel,
                        unit=len(records), total=total)
+        train_cases = pre.pop("_train_cases")
         model = pre.pop("_model")
         images, masks, test_images, test_masks = pre.pop("_data")
         probs = predict_probabilities(model, images, batch_size=config.batch_size, device=config.device)
@@ -111,7 +113,15 @@ def run_hard_example_mining(config, dataset: Dataset, folds, *, progress: Callab
         rng = np.random.default_rng(config.seed * 1000 + fold.index + 99)
         source = missed if missed.size else np.concatenate([found, missed])  # nothing missed: any size
         drawn = rng.choice(source, size=hem.n_synthetic, replace=True) if source.size else np.zeros(0)
-        synthetic = PhantomLesionPainter().synthesize(images, masks, len(drawn), rng, diameters_px=drawn)
+        if config.synthetic_generator == "checkpoint":  # the trained generator, sizes in mm (P3 size modulation)
+            if px_mm is None:
+                raise ValueError("hard-example mining with a generator needs the pixel spacing")
+            pairs = CheckpointSynthesisSource(config.synthesis_checkpoint, config.device).synthesize(
+                dataset, list(train_cases), len(drawn), int(rng.integers(2**31)),
+                diameters_mm=[float(d) * px_mm for d in drawn])
+            synthetic = [prepare(img, m, config.image_size_px) for img, m in pairs]
+        else:
+            synthetic = PhantomLesionPainter().synthesize(images, masks, len(drawn), rng, diameters_px=drawn)
         progress(ExperimentProgress("fold", "hem_finetuned", fold.index, len(records) + 1, total,
                                     f"fine-tuning on {len(synthetic)} lesions at {missed.size} missed diameters"))
         train_segmenter(model, images + [s[0] for s in synthetic], masks + [s[1] for s in synthetic], [], [],
@@ -123,8 +133,7 @@ def run_hard_example_mining(config, dataset: Dataset, folds, *, progress: Callab
                                        min_prob=config.min_prob)
         info = {"missed_diameters_px": missed.tolist(), "detected_diameters_px": found.tolist(),
                 "drawn_diameters_px": [float(d) for d in drawn], "diameter_file": str(diam_path),
-                "synthesizer": config.synthetic_generator if config.synthetic_generator != "dataset"
-                else "phantom_painter"}
+                "synthesizer": "checkpoint" if config.synthetic_generator == "checkpoint" else "phantom_painter"}
         after.update({k: v for k, v in pre.items() if k not in ("metrics", "size_groups", "froc", "condition")})
         after.update({"condition": "hem_finetuned", "n_train_synthetic": len(synthetic), "hem": info,
                       "seconds": time.monotonic() - t0})

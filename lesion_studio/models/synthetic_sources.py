@@ -87,3 +87,44 @@ class PhantomLesionPainter:
                 d = float(rng.uniform(*default_diameter_px))
             out.append(self.paint(images[k], masks[k], d, rng))
         return out
+
+
+@dataclass(frozen=True)
+class CheckpointSynthesisSource:
+    """In-process synthesis with a trained generator (issue 5's `load_synthesizer`): for each
+    synthetic image a random training case is taken, `plan_augmentation` plans its P0 steps
+    (new lesions from a mask bank of the fold's training lesions, sizes drawn from
+    `diameters_mm` when given, P3 §III-D) and the synthesizer applies them in order.
+    Returns images in the dataset's units; the runner resizes and normalises them."""
+
+    checkpoint: Path
+    device: str = "cpu"
+
+    def synthesize(self, dataset, cases, n: int, seed: int, *, diameters_mm=None) -> list[tuple[np.ndarray, np.ndarray]]:
+        from lesion_studio.core.augmentation_plan import plan_augmentation
+        from lesion_studio.core.mask_bank import MaskBank
+        from lesion_studio.models.inference import load_synthesizer
+
+        if n == 0:
+            return []
+        synth = load_synthesizer(self.checkpoint, self.device)
+        lesion_cases = [c for c in cases if c.has_lesion]
+        if not lesion_cases:
+            raise ValueError("in-process synthesis needs training cases with lesion masks for its mask bank")
+        bank = MaskBank.from_masks([dataset.read_mask(c) for c in lesion_cases],
+                                   spacings_mm=[dataset.spacing_for(c) for c in lesion_cases],
+                                   sources=[c.case_id for c in lesion_cases])
+        rng = np.random.default_rng(seed)
+        out = []
+        for k in range(n):
+            case = cases[int(rng.integers(len(cases)))]
+            image, mask = dataset.read_image(case), dataset.read_mask(case)
+            spacing = dataset.spacing_for(case)
+            plan = plan_augmentation(image.shape, lesion_mask=mask, location_map=dataset.read_location_map(case),
+                                     bank=bank, seed=int(rng.integers(2**31)), spacing_mm=spacing,
+                                     diameters_mm=diameters_mm, model_input_px=synth.patch_px)
+            for step in plan.steps:
+                result = synth(image, step.request, lesion_mask=mask, bank=bank, spacing_mm=spacing)
+                image, mask = result.image, result.mask
+            out.append((np.asarray(image, np.float32), np.asarray(mask, bool)))
+        return out

@@ -184,3 +184,24 @@ def test_hard_example_mining_experiment(phantom, tmp_path):
     if diam["diameters_mm"]:
         assert batch_read(report["diameter_file"]) == pytest.approx(tuple(diam["diameters_mm"]))
     assert doc["folds"][1]["n_train_synthetic"] == 6
+
+
+def test_in_process_synthesis_with_a_trained_generator(tmp_path):
+    """synthetic_generator = 'checkpoint': a (2-step, untrained-quality) texture generator
+    synthesizes the synthetic training images inside the runner via load_synthesizer."""
+    from lesion_studio.models.trainer import Trainer
+    from tests.models.conftest import tiny_config
+
+    generate_phantom_dataset(tmp_path / "data", "chest", 8, seed=2, size_px=64)
+    Trainer(tiny_config("texture", tmp_path / "data", tmp_path / "gan", steps=2)).run()
+    cfg = ExperimentConfig(name="ck", dataset=tmp_path / "data", out_dir=tmp_path / "out",
+                           conditions=(ConditionConfig("real+gan", synthetic_count=3),), baseline="real+gan",
+                           **{**TINY, "epochs": 1, "synthetic_generator": "checkpoint"},
+                           synthesis_checkpoint=tmp_path / "gan" / "final")
+    doc = run_experiment(cfg)
+    assert [f["n_train_synthetic"] for f in doc["folds"]] == [3, 3]
+    with pytest.raises(ConfigError):
+        ExperimentConfig(name="x", dataset=tmp_path, out_dir=tmp_path, synthetic_generator="checkpoint")
+    with pytest.raises(ConfigError):
+        ExperimentConfig(name="x", dataset=tmp_path, out_dir=tmp_path, task="hard_example_mining",
+                         conditions=(ConditionConfig("pretrained"),), baseline="pretrained")
