@@ -73,6 +73,8 @@ class TrainingDashboard(QWidget):
         self.status_label = QLabel("")
         self.metric_combo = QComboBox()
         self.metric_combo.setToolTip("Validation metric plotted (and compared across runs)")
+        self.metric_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.metric_combo.setMinimumContentsLength(12)
         self.metric_combo.currentTextChanged.connect(lambda _text: self.schedule_refresh())
         self.png_button = QPushButton("PNG…")
         self.svg_button = QPushButton("SVG…")
@@ -97,7 +99,6 @@ class TrainingDashboard(QWidget):
         self.loss_plot = self._new_plot("Losses", "loss", row=0, col=0)
         self.val_plot = self._new_plot("Validation", "", row=0, col=1)
         self.lr_plot = self._new_plot("Learning rate", "lr", row=1, col=0)
-        self.lr_plot.setLogMode(y=True)
         self.speed_plot = self._new_plot("Speed", "it/s", row=1, col=1)
         self._curves: dict[tuple[str, str], pg.PlotDataItem] = {}
 
@@ -105,6 +106,7 @@ class TrainingDashboard(QWidget):
         self.samples.setBackground("#14161a")
         self.sample_titles = self.samples.addLabel("Samples", row=0, col=0, color="#c8d0da")
         self.sample_view = self.samples.addViewBox(row=1, col=0, lockAspect=True, invertY=True, enableMouse=False)
+        self.sample_view.enableAutoRange()  # keep the whole grid in view when the dock is resized
         self.sample_item = pg.ImageItem(axisOrder="row-major")
         self.sample_item.setLevels((-1.0, 1.0))
         self.sample_view.addItem(self.sample_item)
@@ -128,7 +130,7 @@ class TrainingDashboard(QWidget):
         plot.setLabel("bottom", "step")
         if ylabel:
             plot.setLabel("left", ylabel)
-        plot.addLegend(offset=(-4, 4), labelTextSize="8pt")
+        plot.addLegend(offset=(-4, 4), labelTextSize="8pt", brush=pg.mkBrush(20, 22, 26, 200))
         plot.setClipToView(True)
         plot.setDownsampling(auto=True, mode="peak")
         return plot
@@ -195,9 +197,9 @@ class TrainingDashboard(QWidget):
         """`(N, H, W)` float32 in [-1, 1], row by row: input, generated, target."""
         columns = 3 if images.shape[0] % 3 == 0 else 1
         self.sample_item.setImage(sample_mosaic(images, columns), levels=(-1.0, 1.0), autoLevels=False)
-        self.sample_view.autoRange(padding=0.0)
+        self.sample_view.enableAutoRange()
         names = " | ".join(titles[:columns]) if titles else ""
-        self.sample_titles.setText(f"Samples at step {step}" + (f": {names}" if names else ""))
+        self.sample_titles.setText(f"Samples at step {step}" + (f"<br>{names}" if names else ""))
 
     # ------------------------------------------------------------------ drawing
     def schedule_refresh(self) -> None:
