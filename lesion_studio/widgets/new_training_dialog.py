@@ -9,6 +9,7 @@ TOML file accepts and reports the same `ConfigError` (naming the key).
 from __future__ import annotations
 
 import dataclasses
+import threading
 import tomllib
 import typing
 from pathlib import Path
@@ -34,7 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from lesion_studio.core.app_paths import data_dir
-from lesion_studio.core.dataset import ValidationReport, validate_dataset
+from lesion_studio.core.dataset import DatasetProblem, ValidationReport, validate_dataset
 from lesion_studio.core.errors import ConfigError
 from lesion_studio.models.config import FAMILY_CONFIGS, RunConfig, TrainConfig
 
@@ -81,6 +82,7 @@ class NewTrainingDialog(QDialog):
     """Collects a training configuration; `accept` only once the dataset validates."""
 
     validated = Signal(object)  # ValidationReport
+    _validated_async = Signal(str, object)  # root, ValidationReport (from the validation thread)
 
     def __init__(self, parent: QWidget | None = None, *, dataset: str | Path | None = None,
                  family: str = "texture", out_root: str | Path | None = None) -> None:
@@ -94,11 +96,13 @@ class NewTrainingDialog(QDialog):
 
         self.dataset_edit = QLineEdit()
         self.dataset_edit.setPlaceholderText("folder with dataset.json, images/, masks/")
-        self.dataset_edit.editingFinished.connect(self.validate)
+        self.dataset_edit.editingFinished.connect(self.validate_async)
         browse = QPushButton("Browse…")
         browse.clicked.connect(self._browse_dataset)
         self.validate_button = QPushButton("Validate")
-        self.validate_button.clicked.connect(self.validate)
+        self.validate_button.clicked.connect(self.validate_async)
+        self._validated_async.connect(self._apply_report)
+        self._pending_root: str | None = None
         self.report_label = QLabel("Choose a dataset folder; it is validated before training.")
         self.report_label.setWordWrap(True)
         self.problems = QListWidget()
@@ -237,21 +241,54 @@ class NewTrainingDialog(QDialog):
         return self.validate()
 
     def validate(self) -> ValidationReport | None:
-        """Run the dataset validator and list every problem it finds."""
+        """Run the dataset validator now and list every problem it finds (blocks)."""
         text = self.dataset_edit.text().strip()
-        self.problems.clear()
         if not text:
-            self.report = None
+            return self._apply_report("", None)
+        self.setCursor(Qt.CursorShape.WaitCursor)
+        try:
+            report = validate_dataset(text)
+        finally:
+            self.unsetCursor()
+        return self._apply_report(text, report)
+
+    def validate_async(self) -> None:
+        """Validate in a background thread (a large dataset reads every image); the report
+        is listed when it arrives, unless the folder was changed meanwhile."""
+        text = self.dataset_edit.text().strip()
+        if not text:
+            self._apply_report("", None)
+            return
+        if text == self._pending_root or (self.report is not None and str(self.report.root) == text):
+            return
+        self._pending_root = text
+        self.report = None
+        self._update_ok()
+        self.report_label.setText("Validating…")
+
+        def work() -> None:
+            try:
+                report = validate_dataset(text)
+            except Exception as exc:  # noqa: BLE001 - shown as one problem, never lost in a thread
+                report = ValidationReport(Path(text), (DatasetProblem("error", Path(text), str(exc)),))
+            try:
+                self._validated_async.emit(text, report)
+            except RuntimeError:
+                pass  # the dialog was closed before the validation finished
+
+        threading.Thread(target=work, name="validate-dataset", daemon=True).start()
+
+    def _apply_report(self, root: str, report: ValidationReport | None) -> ValidationReport | None:
+        if root and root != self.dataset_edit.text().strip():
+            return report  # a result for a folder that is no longer chosen
+        self._pending_root = None
+        self.report = report
+        self.problems.clear()
+        if report is None:
             self.report_label.setText("Choose a dataset folder; it is validated before training.")
             self.problems.setVisible(False)
             self._update_ok()
             return None
-        self.setCursor(Qt.CursorShape.WaitCursor)
-        try:
-            self.report = validate_dataset(text)
-        finally:
-            self.unsetCursor()
-        report = self.report
         verdict = "ready" if report.ok else "cannot be used"
         self.report_label.setText(
             f"{report.n_cases} cases, {len(report.errors)} errors, {len(report.warnings)} warnings: {verdict}"

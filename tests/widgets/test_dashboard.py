@@ -152,3 +152,13 @@ def test_dialog_lists_every_dataset_problem(qtbot, tmp_path):
     assert not dialog.report.ok and dialog.problems.count() == len(dialog.report.problems) >= 1
     assert not dialog.buttons.button(dialog.buttons.StandardButton.Ok).isEnabled()
     assert "cannot be used" in dialog.report_label.text()
+
+
+def test_dialog_validates_in_the_background_when_the_folder_is_typed(qtbot, small_dataset, tmp_path):
+    dialog = NewTrainingDialog(out_root=tmp_path)
+    qtbot.addWidget(dialog)
+    dialog.dataset_edit.setText(str(small_dataset))
+    with qtbot.waitSignal(dialog.validated, timeout=30_000) as blocker:
+        dialog.validate_async()
+        assert dialog.report_label.text() == "Validating…"
+    assert blocker.args[0].ok and dialog.buttons.button(dialog.buttons.StandardButton.Ok).isEnabled()
