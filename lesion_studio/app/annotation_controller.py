@@ -289,6 +289,10 @@ class AnnotationController(QObject):
 
     def _on_doc_event(self, event: AnnotationEvent) -> None:
         if event.kind == "pixels":
+            if event.layer == "image":
+                if event.slice == self.view_state.slice_index:
+                    self.view_state.notify_pixels_changed()  # an accepted synthesis or its undo
+                return
             if event.layer == "location" or event.slice != self.view_state.slice_index:
                 if event.layer == "location" and event.slice == self.view_state.slice_index:
                     self._request_refresh(full=True)

@@ -15,7 +15,9 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QSplitter,
+    QScrollArea,
     QStackedWidget,
+    QTabWidget,
     QToolBar,
     QVBoxLayout,
     QWidget,
@@ -23,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from lesion_studio import __version__
 from lesion_studio.app.annotation_controller import AnnotationController
+from lesion_studio.app.synthesis_controller import SynthesisController
 from lesion_studio.app.image_loader import ImageLoader
 from lesion_studio.app.viewer_controller import ViewerController
 from lesion_studio.core.annotation import AnnotationDocument
@@ -41,6 +44,7 @@ from lesion_studio.widgets.image_canvas import ImageCanvas
 from lesion_studio.widgets.image_info import ImageInfoPanel
 from lesion_studio.widgets.lesion_table import LesionTable
 from lesion_studio.widgets.shortcuts_dialog import ShortcutsDialog
+from lesion_studio.widgets.synthesis_panel import SynthesisPanel
 from lesion_studio.widgets.slice_navigator import SliceNavigator
 from lesion_studio.widgets.start_page import StartPage
 from lesion_studio.widgets.window_level import WindowLevelPanel
@@ -94,6 +98,12 @@ class MainWindow(QMainWindow):
             self.state, self.tools, self.canvas, self.annotation_panel, self.lesion_table, self
         )
         self.annotations.message.connect(lambda text: self.statusBar().showMessage(text, 4000))
+        self.synthesis = SynthesisController(
+            self.state, self.tools, self.canvas, self.synthesis_panel, lambda: self.annotations.doc, device, self
+        )
+        self.synthesis.message.connect(lambda text: self.statusBar().showMessage(text, 6000))
+        self.synthesis_panel.addModelRequested.connect(self.add_checkpoint_dialog)
+        self.synthesis_panel.loadBankRequested.connect(self.load_bank_dialog)
         self._build_actions()
         self._build_menus_and_toolbar()
         self._build_status_bar()
@@ -143,14 +153,27 @@ class MainWindow(QMainWindow):
         left.setStretchFactor(0, 1)
         left.setSizes([700, 160])
 
-        side = QWidget()
-        side.setMinimumWidth(280)
-        side.setMaximumWidth(400)
-        side_layout = QVBoxLayout(side)
-        side_layout.addWidget(self.annotation_panel)
-        side_layout.addWidget(self.window_panel)
-        side_layout.addWidget(self.info_panel)
-        side_layout.addStretch(1)
+        self.synthesis_panel = SynthesisPanel()
+        annotate_tab = QWidget()
+        annotate_layout = QVBoxLayout(annotate_tab)
+        annotate_layout.addWidget(self.annotation_panel)
+        annotate_layout.addWidget(self.window_panel)
+        annotate_layout.addWidget(self.info_panel)
+        annotate_layout.addStretch(1)
+        synth_tab = QWidget()
+        synth_layout = QVBoxLayout(synth_tab)
+        synth_layout.addWidget(self.synthesis_panel)
+        synth_layout.addStretch(1)
+        self.side_tabs = QTabWidget()
+        for widget, title in ((annotate_tab, "Annotate"), (synth_tab, "Synthesize")):
+            scroll = QScrollArea()
+            scroll.setWidget(widget)
+            scroll.setWidgetResizable(True)
+            scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+            self.side_tabs.addTab(scroll, title)
+        side = self.side_tabs
+        side.setMinimumWidth(320)
+        side.setMaximumWidth(440)
 
         self.viewer_page = QSplitter(Qt.Orientation.Horizontal)
         self.viewer_page.addWidget(left)
@@ -198,8 +221,11 @@ class MainWindow(QMainWindow):
             for name, text, key in (
                 ("brush", "&Brush", "B"), ("eraser", "&Eraser", "E"), ("fill", "&Fill", "F"),
                 ("lasso", "&Lasso", "L"), ("select", "&Select lesion", "S"), ("navigate", "&Navigate", "Esc"),
+                ("place", "&Place synthetic lesion", "P"),
             )
         }
+        self.before_after_action = self._action("Show original / synthetic", None, self._toggle_before_after, "Space")
+        self.export_image_action = self._action("&Export current image…", "fa5s.file-export", self.export_image_dialog)
         self.grow_action = self._action("Larger brush", None, a.grow_brush, "]")
         self.shrink_action = self._action("Smaller brush", None, a.shrink_brush, "[")
         self.toggle_overlay_action = self._action("&Hide/show masks", None, a.toggle_overlays, "H")
@@ -229,6 +255,7 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         for action in (self.save_mask_action, self.import_mask_action, self.save_location_action, self.import_location_action):
             file_menu.addAction(action)
+        file_menu.addAction(self.export_image_action)
         file_menu.addSeparator()
         file_menu.addAction(self.close_action)
         file_menu.addAction(self.quit_action)
@@ -436,6 +463,7 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.autosave_timer.stop()
+        self.synthesis.shutdown()
         self.loader.wait(5_000)
         self.autosave.discard()  # a clean exit leaves no recovery behind
         super().closeEvent(event)
@@ -562,6 +590,41 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getOpenFileName(self, "Import mask", "", MASK_FILTER)
         if path:
             self.import_mask(path, layer)
+
+    def _toggle_before_after(self) -> None:
+        if self.synthesis.preview is not None:
+            self.synthesis.toggle_before_after()
+
+    def add_checkpoint_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Add checkpoint", "", "lesion-studio checkpoint (*.json *.safetensors)")
+        if path:
+            self.synthesis.add_checkpoint(path)
+
+    def load_bank_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load mask bank", "", "Mask bank (*.npz)")
+        if path:
+            self.synthesis.load_bank(path)
+
+    def export_image_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export current image", "", "PNG (*.png);;NIfTI (*.nii.gz)")
+        if path:
+            self.export_current_image(path)
+
+    def export_current_image(self, path: str | Path) -> list[Path]:
+        """The working image and its label map (PNG or NIfTI) with a provenance JSON beside them."""
+        from lesion_studio.core.image_export import export_working_image
+
+        image, doc = self.state.image, self.document
+        if image is None or doc is None:
+            self.show_error("Nothing to export", "Open an image first.")
+            return []
+        try:
+            written = export_working_image(image, doc, path)
+        except (LesionStudioError, OSError, ValueError) as exc:
+            self.show_error("Cannot export image", f"{path}: {exc}")
+            return []
+        self.statusBar().showMessage(f"Exported {', '.join(p.name for p in written)}", 6000)
+        return written
 
     def show_shortcuts(self) -> None:
         self.shortcuts_dialog = ShortcutsDialog(self)

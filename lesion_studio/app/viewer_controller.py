@@ -102,6 +102,10 @@ class ViewerController(QObject):
         elif kind == "window":
             self.canvas.set_levels(self._levels())
             self._render_window()
+        elif kind == "pixels" and image is not None:
+            self._render_plane()
+            if self._last_cursor is not None:
+                self._on_cursor(*self._last_cursor)
         elif kind == "slice" and image is not None:
             self._render_plane()
             self.slice_navigator.show_slice(self.state.slice_index, image.n_slices)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields, replace
 
 from lesion_studio.core.events import EventEmitter
 
-TOOLS = ("navigate", "brush", "eraser", "fill", "lasso", "select")
+TOOLS = ("navigate", "brush", "eraser", "fill", "lasso", "select", "place")  # place: a synthetic lesion
 TARGET_LAYERS = ("labels", "location")
 SIZE_UNITS = ("px", "mm")
 MIN_RADIUS = 0.5

@@ -12,7 +12,7 @@ from lesion_studio.core.windowing import CT_PRESETS, percentile_window
 
 
 class ViewState:
-    """Open image + window + slice. Emits `changed(kind)` with kind in image/window/slice."""
+    """Open image + window + slice. Emits `changed(kind)`: image, window, slice or pixels."""
 
     def __init__(self) -> None:
         self.changed = EventEmitter()
@@ -38,6 +38,11 @@ class ViewState:
         self._window = None if image is None else image.window
         self._slice_index = 0 if image is None else image.n_slices // 2
         self.changed.emit("image")
+
+    def notify_pixels_changed(self) -> None:
+        """The image's pixels were edited in place (an accepted synthesis, its undo): redraw."""
+        if self._image is not None:
+            self.changed.emit("pixels")
 
     def set_window(self, window: Window) -> None:
         if window.width <= 0:

@@ -29,6 +29,7 @@ TOOL_BUTTONS = {
     "fill": ("fa5s.fill-drip", "Fill", "F"),
     "lasso": ("fa5s.draw-polygon", "Lasso", "L"),
     "select": ("fa5s.hand-pointer", "Select lesion", "S"),
+    "place": ("fa5s.magic", "Place a synthetic lesion", "P"),
 }
 
 

@@ -10,6 +10,8 @@ SHORTCUTS: tuple[tuple[str, str], ...] = (
     ("F", "Flood fill"),
     ("L", "Lasso fill (drag a closed outline)"),
     ("S", "Select a lesion by clicking it"),
+    ("P", "Place a synthetic lesion (click; see the Synthesize panel)"),
+    ("Space", "Synthesis preview: show the original / the result"),
     ("Esc", "Navigate (left-drag pans again)"),
     ("[  /  ]", "Smaller / larger brush"),
     ("1 – 9", "Lesion class 1 to 9"),

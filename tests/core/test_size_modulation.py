@@ -138,3 +138,21 @@ def test_training_masks_normalized_to_d_init_100_on_the_256_canvas():
         assert out.shape == (128, 128)
         # stored at 128²: half the 256-canvas size, so 50 px here and 100 px after P3's 2x upsampling
         assert moment_diameter(out) == pytest.approx(50.0, abs=1.5)
+
+
+def test_a_diameter_under_one_pixel_is_refused_clearly() -> None:
+    import numpy as np
+    import pytest
+
+    from lesion_studio.core.errors import ConfigError
+    from lesion_studio.core.geometry.size_modulation import modulate_to_diameter
+
+    disc = np.zeros((64, 64), bool)
+    yy, xx = np.mgrid[:64, :64]
+    disc[(yy - 32) ** 2 + (xx - 32) ** 2 <= 20**2] = True
+    with pytest.raises(ConfigError, match="under one pixel"):
+        modulate_to_diameter(disc, diameter_mm=4.0, spacing_mm=(6.0, 6.0))
+    with pytest.raises(ConfigError, match="under one pixel"):
+        modulate_to_diameter(disc, diameter_px=0.5)
+    small = modulate_to_diameter(disc, diameter_px=1.5)
+    assert small.mask.any()

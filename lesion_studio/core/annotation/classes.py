@@ -36,18 +36,28 @@ DEFAULT_CLASSES: tuple[LesionClass, ...] = (
 
 @dataclass(frozen=True)
 class LesionMeta:
-    """What a lesion is (`class_name`) and where it came from (`origin`, one of `ORIGINS`)."""
+    """What a lesion is (`class_name`), where it came from (`origin`, one of `ORIGINS`) and,
+    for synthetic lesions, the provenance record (request, plan, model and its hash)."""
 
     class_name: str
     origin: str = "drawn"
+    provenance: dict | None = None
 
     def __post_init__(self) -> None:
         if self.origin not in ORIGINS:
             raise ValueError(f"origin must be one of {ORIGINS}, got {self.origin!r}")
 
     def to_json(self) -> dict:
-        return {"class_name": self.class_name, "origin": self.origin}
+        data = {"class_name": self.class_name, "origin": self.origin}
+        if self.provenance is not None:
+            data["provenance"] = self.provenance
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> "LesionMeta":
-        return cls(class_name=str(data["class_name"]), origin=str(data["origin"]))
+        provenance = data.get("provenance")
+        return cls(
+            class_name=str(data["class_name"]),
+            origin=str(data["origin"]),
+            provenance=provenance if isinstance(provenance, dict) else None,
+        )

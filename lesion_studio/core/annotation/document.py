@@ -506,6 +506,62 @@ class AnnotationDocument:
             self._selected_id = label
             self.events.emit(AnnotationEvent("selection", ids=(label,)))
 
+    # ------------------------------------------------------------------ working image
+
+    def attach_image(self, pixels: np.ndarray) -> None:
+        """Put the working copy of the image (float32, the document's shape) under this
+        document's undo history, so an accepted synthesis — new pixels plus its mask — is one
+        undo step. The array is shared, not copied: `write_image` and undo edit it in place.
+        """
+        if tuple(pixels.shape) != self._shape:
+            raise ValueError(f"image {pixels.shape} does not fit the document {self._shape}")
+        view = pixels.reshape(self._labels.shape)
+        if not np.shares_memory(view, pixels):
+            raise ValueError("the working image must be a contiguous array (edited in place)")
+        current = self._planes.get("image")
+        if current is not None and np.shares_memory(current, view):
+            return
+        if self._txn is not None:
+            raise RuntimeError("cannot attach an image while a transaction is open")
+        self._planes["image"] = view
+
+    def write_image(self, slice: int, bbox: BBox, values: np.ndarray) -> BBox:
+        """Replace the attached image's pixels inside `bbox` (undoable with the open transaction)."""
+        plane = self._planes.get("image")
+        if plane is None:
+            raise RuntimeError("attach_image() first: there is no working image to edit")
+        r0, r1, c0, c1 = (int(v) for v in bbox)
+        values = np.asarray(values, dtype=plane.dtype)
+        if values.shape != (r1 - r0, c1 - c0):
+            raise ValueError(f"values {values.shape} do not fit the bbox {bbox}")
+        with self.transaction("edit image"):
+            target = plane[self._check_slice(slice)]
+            self._txn.snapshot.touch("image", slice, target, (r0, r1, c0, c1))
+            target[r0:r1, c0:c1] = values
+        self.events.emit(AnnotationEvent("pixels", layer="image", slice=slice, bbox=(r0, r1, c0, c1)))
+        return (r0, r1, c0, c1)
+
+    def paint_mask(self, mask: np.ndarray, label: int, *, slice: int = 0, layer: str = "labels") -> BBox | None:
+        """Set every pixel of a full-plane bool `mask` to `label` (0 erases); one undo step."""
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != self.plane_shape:
+            raise ValueError(f"mask {mask.shape} differs from the plane {self.plane_shape}")
+        value = self._check_value(layer, label, allow_zero=True)
+        if not mask.any():
+            return None
+        rows = np.flatnonzero(mask.any(axis=1))
+        cols = np.flatnonzero(mask.any(axis=0))
+        bbox = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
+        region = (bbox, mask[bbox[0] : bbox[1], bbox[2] : bbox[3]])
+        with self.transaction("paint mask"):
+            return self._write(layer, slice, region, value)
+
+    def set_lesion_meta(self, label: int, meta: LesionMeta) -> None:
+        """Set a lesion's whole metadata (class, origin, provenance); undoable."""
+        self._check_class(meta.class_name)
+        with self.transaction("lesion metadata"):
+            self._set_meta(label, meta)
+
     # ------------------------------------------------------------------ classes
 
     @property

@@ -134,6 +134,12 @@ def modulate_to_diameter(
     if not (math.isfinite(target) and target > 0):
         raise ConfigError(f"the diameter must be positive and finite, got {target} {unit}")
 
+    target_px = target / min(measure_spacing) if measure_spacing is not None else target
+    if target_px < 1.0:
+        raise ConfigError(
+            f"a diameter of {target:g} {unit} is under one pixel here"
+            + (f" (spacing {measure_spacing[0]:g} × {measure_spacing[1]:g} mm)" if measure_spacing else "")
+        )
     d_init = moment_diameter(shape_mask)  # the source shape's own (isotropic) pixels
     tolerance = _tolerance(target)
     best: tuple[float, np.ndarray, tuple[float, float], float] | None = None
@@ -159,7 +165,7 @@ def modulate_to_diameter(
             low = max(low, factor)
         else:
             high = min(high, factor)
-        factor *= target / achieved
+        factor = factor * 2.0 if achieved <= 0 else factor * target / achieved  # an empty grid: grow
         if not low < factor < high:  # ... and by bisection when the ratio step overshoots
             factor = (low + high) / 2.0 if math.isfinite(high) and low > 0 else factor
     assert best is not None

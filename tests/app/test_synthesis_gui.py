@@ -1,0 +1,300 @@
+"""Synthesis preview in the main window: place, preview off the UI thread, accept, undo."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QElapsedTimer, Qt, QTimer
+
+from lesion_studio.core.geometry.size_modulation import moment_diameter
+from lesion_studio.core.image import ImageSource, MedicalImage, Window
+from lesion_studio.core.phantom import generate_phantom_dataset, make_phantom_case
+from lesion_studio.core.sample_data import sample_file
+from lesion_studio.models.trainer import train
+from tests.models.conftest import tiny_config
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """Tiny texture (inpaint/remove) and outpaint checkpoints trained on phantom data."""
+    root = tmp_path_factory.mktemp("synth_models")
+    data = root / "phantom"
+    generate_phantom_dataset(data, "chest", 8, size_px=128)
+    out = {}
+    for family in ("texture", "outpaint"):
+        result = train(tiny_config(family, data, root / family, steps=8))
+        out[family] = Path(result.checkpoint)
+    return out
+
+
+def _phantom_image(index: int = 1) -> tuple[MedicalImage, np.ndarray]:
+    case = make_phantom_case("chest", index, size_px=256)
+    assert case.lesion_mask.any()
+    image = MedicalImage(
+        pixels=case.image.astype(np.float32), spacing_mm=case.spacing_mm, modality="CR",
+        window=Window.from_range(float(case.image.min()), float(case.image.max())), window_source="percentile",
+        source=ImageSource(path=Path("phantom_case.png"), format="memory"),
+    )
+    return image, case.lesion_mask
+
+
+def _click(qtbot, win, row: float, col: float) -> None:
+    pos = win.canvas.view.mapFromScene(win.canvas.pixel_to_scene(row + 0.5, col + 0.5))
+    qtbot.mouseClick(win.canvas.view.viewport(), Qt.MouseButton.LeftButton, pos=pos)
+
+
+def _use_model(win, stem: Path) -> None:
+    assert win.synthesis.add_checkpoint(stem)
+    assert win.synthesis.model is not None and win.synthesis.model.stem == stem
+
+
+def test_place_a_shape_at_a_diameter_in_mm_then_accept_and_undo(window, qtbot, open_and_wait, checkpoints) -> None:
+    path = sample_file("693_UNCR.dcm")
+    before_file = hashlib.sha256(path.read_bytes()).hexdigest()
+    open_and_wait(window, path)
+    syn = window.synthesis
+    _use_model(window, checkpoints["texture"])
+    syn.set_mode("inpaint")
+    syn.set_size(12.0)
+    assert window.synthesis_panel.unit_label.text() == "mm"
+    window.tools.update(tool="place")
+    original = window.state.image.pixels.copy()
+    with qtbot.waitSignal(syn.previewShown, timeout=60_000):
+        _click(qtbot, window, 300, 200)
+    preview = syn.preview
+    result = preview.results[0]
+    # Only the context crop changes.
+    ctx = result.plan.context
+    changed = window.canvas.image_item.image != original
+    inside = np.zeros_like(changed)
+    inside[max(0, ctx.row0) : ctx.row0 + ctx.height, max(0, ctx.col0) : ctx.col0 + ctx.width] = True
+    assert changed.any() and not (changed & ~inside).any()
+    np.testing.assert_array_equal(window.state.image.pixels, original)  # nothing applied yet
+
+    label = syn.accept()
+    assert label > 0
+    doc = window.document
+    mask = doc.labels == label
+    spacing = window.state.image.plane_spacing_mm
+    assert moment_diameter(mask, spacing) == pytest.approx(12.0, abs=max(spacing[0], 0.02 * 12.0))
+    meta = doc.lesion_meta(label)
+    assert meta.origin == "synthetic"
+    assert len(meta.provenance["model_sha256"]) == 64
+    assert meta.provenance["plan"]["request"]["diameter_mm"] == 12.0
+    after = window.state.image.pixels.copy()
+    assert not np.array_equal(after, original)
+    window.annotations.flush()
+    rows = [window.lesion_table.table.item(r, 2).text() for r in range(window.lesion_table.table.rowCount())]
+    assert "synthetic" in rows
+
+    qtbot.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # one undo step
+    np.testing.assert_array_equal(window.state.image.pixels, original)
+    assert not (doc.labels == label).any()
+    np.testing.assert_array_equal(window.canvas.image_item.image, original)
+    qtbot.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    np.testing.assert_array_equal(window.state.image.pixels, after)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before_file  # the source file is untouched
+
+
+def test_radiograph_without_spacing_works_in_pixels_and_says_so(window, qtbot, open_and_wait, checkpoints) -> None:
+    open_and_wait(window, sample_file("RG1_UNCR.dcm"))
+    syn = window.synthesis
+    _use_model(window, checkpoints["texture"])
+    syn.set_size(60.0)
+    assert window.synthesis_panel.unit_label.text() == "px"
+    assert "no pixel spacing" in window.synthesis_panel.unit_note.text()
+    window.tools.update(tool="place")
+    qtbot.mouseMove(window.canvas.view.viewport(), window.canvas.view.mapFromScene(window.canvas.pixel_to_scene(900, 700)))
+    qtbot.waitUntil(lambda: syn.outline.isVisible(), timeout=2000)
+    with qtbot.waitSignal(syn.previewShown, timeout=60_000):
+        _click(qtbot, window, 900, 700)
+    label = syn.accept()
+    mask = window.document.labels == label
+    assert moment_diameter(mask) == pytest.approx(60.0, abs=max(1.0, 0.02 * 60))
+
+
+def test_before_after_toggle_split_view_and_reject(window, qtbot, open_and_wait, checkpoints) -> None:
+    open_and_wait(window, sample_file("693_UNCR.dcm"))
+    syn = window.synthesis
+    _use_model(window, checkpoints["texture"])
+    syn.set_size(15.0)
+    window.tools.update(tool="place")
+    original = window.state.image.pixels.copy()
+    with qtbot.waitSignal(syn.previewShown, timeout=60_000):
+        _click(qtbot, window, 250, 250)
+    synthetic = syn.preview.results[0].image
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    np.testing.assert_array_equal(window.canvas.image_item.image, original)
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    np.testing.assert_array_equal(window.canvas.image_item.image, synthetic)
+    window.synthesis_panel.split_check.setChecked(True)
+    shown = window.canvas.image_item.image
+    split = syn.preview.results[0].plan.context.col0 + syn.preview.results[0].plan.context.width // 2
+    np.testing.assert_array_equal(shown[:, split:], original[:, split:])
+    np.testing.assert_array_equal(shown[:, :split], synthetic[:, :split])
+    syn.reject()
+    assert syn.preview is None
+    np.testing.assert_array_equal(window.canvas.image_item.image, original)
+    assert not window.document.lesion_ids
+
+
+def test_variants_run_several_seeds_and_one_is_picked(window, qtbot, open_and_wait, checkpoints) -> None:
+    open_and_wait(window, sample_file("693_UNCR.dcm"))
+    syn = window.synthesis
+    _use_model(window, checkpoints["texture"])
+    syn.set_size(15.0)
+    window.tools.update(tool="place")
+    with qtbot.waitSignal(syn.previewShown, timeout=60_000):
+        _click(qtbot, window, 250, 250)
+    with qtbot.waitSignal(syn.previewShown, timeout=60_000):
+        window.synthesis_panel.variants_spin.setValue(3)
+        window.synthesis_panel.variants_button.click()
+    assert len(syn.preview.results) == 3
+    assert window.synthesis_panel.variant_list.count() == 3
+    seeds = [r.plan.request.seed for r in syn.preview.results]
+    assert len(set(seeds)) == 3
+    window.synthesis_panel.variant_list.setCurrentRow(2)
+    np.testing.assert_array_equal(window.canvas.image_item.image, syn.preview.results[2].image)
+    label = syn.accept()
+    assert window.document.lesion_meta(label).provenance["plan"]["request"]["seed"] == seeds[2]
+
+
+def test_remove_mode_fills_a_phantom_lesion(window, qtbot, checkpoints) -> None:
+    image, lesion_mask = _phantom_image()
+    window.state.set_image(image)
+    window.show_viewer()
+    qtbot.wait(20)
+    window.canvas.fit()
+    doc = window.document
+    doc.paint_mask(lesion_mask, 1)
+    syn = window.synthesis
+    _use_model(window, checkpoints["texture"])
+    syn.set_mode("remove")
+    window.tools.update(tool="place")
+    rows, cols = np.nonzero(lesion_mask)
+    from scipy import ndimage
+
+    comp, _ = ndimage.label(lesion_mask)
+    target = comp == comp[rows[0], cols[0]]
+    r, c = np.argwhere(target).mean(axis=0)
+    with qtbot.waitSignal(syn.previewShown, timeout=60_000):
+        _click(qtbot, window, float(r), float(c))
+    syn.accept()
+    assert not doc.labels[target].any()  # the lesion is gone from the masks
+    assert not np.array_equal(window.state.image.pixels[target], _phantom_image()[0].pixels[target])
+
+
+def test_outpaint_keeps_the_lesion_pixels(window, qtbot, checkpoints) -> None:
+    image, lesion_mask = _phantom_image()
+    window.state.set_image(image)
+    window.show_viewer()
+    qtbot.wait(20)
+    window.canvas.fit()
+    window.document.paint_mask(lesion_mask, 1)
+    syn = window.synthesis
+    syn.set_mode("outpaint")
+    _use_model(window, checkpoints["outpaint"])
+    window.tools.update(tool="place")
+    r, c = np.argwhere(lesion_mask)[0]
+    original = image.pixels.copy()
+    with qtbot.waitSignal(syn.previewShown, timeout=60_000):
+        _click(qtbot, window, float(r), float(c))
+    result = syn.preview.results[0]
+    np.testing.assert_array_equal(result.image[lesion_mask], original[lesion_mask])
+    assert (result.image != original).any()
+
+
+def test_model_that_does_not_fit_the_mode_says_so(window, qtbot, open_and_wait, checkpoints) -> None:
+    open_and_wait(window, sample_file("693_UNCR.dcm"))
+    syn = window.synthesis
+    _use_model(window, checkpoints["outpaint"])
+    syn.mode = "inpaint"
+    syn.choose_model(str(checkpoints["outpaint"]))
+    assert "not inpaint" in window.synthesis_panel.model_info.text()
+    window.tools.update(tool="place")
+    _click(qtbot, window, 200, 200)
+    assert "cannot inpaint" in window.synthesis_panel.status_label.text()
+    syn.model = None
+    _click(qtbot, window, 200, 200)
+    assert "No model" in window.synthesis_panel.status_label.text()
+
+
+def test_newest_preview_wins(window, qtbot, open_and_wait, checkpoints) -> None:
+    open_and_wait(window, sample_file("693_UNCR.dcm"))
+    syn = window.synthesis
+    _use_model(window, checkpoints["texture"])
+    syn.set_size(10.0)
+    shown = []
+    syn.previewShown.connect(lambda: shown.append(syn.preview.results[0].plan.request.centre_rc))
+    syn.request_preview((100.0, 100.0))
+    syn.request_preview((200.0, 300.0))
+    syn.request_preview((400.0, 150.0))
+    qtbot.waitUntil(lambda: bool(shown) and syn.worker.wait_idle(0.01), timeout=60_000)
+    qtbot.wait(50)
+    assert shown[-1] == (400.0, 150.0)
+    assert (100.0, 100.0) not in shown
+
+
+def test_ui_stays_responsive_while_a_preview_runs(window, qtbot, open_and_wait, checkpoints) -> None:
+    open_and_wait(window, sample_file("693_UNCR.dcm"))
+    syn = window.synthesis
+    _use_model(window, checkpoints["texture"])
+    syn.set_size(20.0)
+    syn.request_preview((250.0, 250.0))  # warm up: torch import and model load
+    qtbot.waitUntil(lambda: syn.preview is not None, timeout=60_000)
+    gaps: list[float] = []
+    clock = QElapsedTimer()
+    clock.start()
+    last = [clock.elapsed()]
+
+    def tick() -> None:
+        now = clock.elapsed()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(5)
+    timer.timeout.connect(tick)
+    timer.start()
+    started = time.perf_counter()
+    with qtbot.waitSignal(syn.previewShown, timeout=60_000):
+        syn.request_preview((260.0, 240.0), n_variants=12)
+    busy_s = time.perf_counter() - started
+    timer.stop()
+    assert busy_s > 0.05  # the preview really ran while we measured
+    assert max(gaps) <= 50, f"event loop stalled {max(gaps)} ms (preview took {busy_s:.2f} s)"
+
+
+def test_export_current_image_with_provenance(window, qtbot, open_and_wait, checkpoints, tmp_path: Path) -> None:
+    from lesion_studio.core.imageio import load_image
+
+    open_and_wait(window, sample_file("693_UNCR.dcm"))
+    syn = window.synthesis
+    _use_model(window, checkpoints["texture"])
+    syn.set_size(12.0)
+    with qtbot.waitSignal(syn.previewShown, timeout=60_000):
+        syn.request_preview((250.0, 250.0))
+    label = syn.accept()
+    written = window.export_current_image(tmp_path / "synthetic.png")
+    names = sorted(p.name for p in written)
+    assert names == ["synthetic.mask.png", "synthetic.png", "synthetic.provenance.json"]
+    provenance = json.loads((tmp_path / "synthetic.provenance.json").read_text())
+    assert provenance["contains_synthetic"] is True
+    lesion = next(item for item in provenance["lesions"] if item["id"] == label)
+    assert lesion["origin"] == "synthetic" and "model_sha256" in lesion["synthesis"]
+    stored = load_image(tmp_path / "synthetic.png").pixels
+    value_map = provenance["png_value_map"]
+    # 16-bit PNG: exact for whole numbers in range, else within half a quantization step.
+    np.testing.assert_allclose(
+        stored * value_map["slope"] + value_map["intercept"], window.state.image.pixels,
+        rtol=0, atol=value_map["slope"] / 2 + 1e-3,
+    )
+    written = window.export_current_image(tmp_path / "synthetic.nii.gz")
+    back = load_image(tmp_path / "synthetic.nii.gz")
+    np.testing.assert_array_equal(back.pixels, window.state.image.pixels)
+    assert back.spacing_mm == pytest.approx(window.state.image.spacing_mm)
