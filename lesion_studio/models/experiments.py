@@ -108,6 +108,7 @@ class ExperimentConfig:
     arch: str = "multiresunet"
     base_channels: int = 32
     depth: int = 4
+    norm: str = "batch"                        # "instance" suits a few steps on tiny data
     loss: str = "focal_tversky"
     epochs: int = 150                          # P0
     batch_size: int = 16                       # P0
@@ -466,7 +467,7 @@ def run_fold(config: ExperimentConfig, dataset: Dataset, fold: Fold, condition: 
     synthetic = _synthetic_pairs(config, condition, fold, images, masks, seed + 7, dataset, train_cases)
     all_images = images + [s[0] for s in synthetic]
     all_masks = masks + [s[1] for s in synthetic]
-    model = build_segmenter(config.arch, base_channels=config.base_channels, depth=config.depth)
+    model = build_segmenter(config.arch, base_channels=config.base_channels, depth=config.depth, norm=config.norm)
 
     def on_epoch(epoch: int, loss: float) -> None:
         progress(ExperimentProgress("epoch", condition.name, fold.index, unit, total,

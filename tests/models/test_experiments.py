@@ -74,6 +74,11 @@ def test_detection_candidates_and_diameters():
     boxes, scores = detect_from_probability(prob, 0.1)
     assert boxes.tolist() == [[2, 2, 5, 5], [10, 10, 11, 11]]
     assert scores.tolist() == pytest.approx([0.9, 0.2])
+    # a blob at a low level enclosing a peak is not an extra candidate
+    blob = np.full((16, 16), 0.06, np.float32)
+    blob[6:9, 6:9] = 0.8
+    b_boxes, b_scores = detect_from_probability(blob, 0.05)
+    assert b_boxes.tolist() == [[6, 6, 9, 9]] and b_scores.tolist() == pytest.approx([0.8])
     mask = prob > 0.5
     assert lesion_diameters_px(mask)[0] == pytest.approx(2 * np.sqrt(9 / np.pi))
     missed, found = missed_lesion_diameters(prob[None] * 0, [mask])

@@ -9,9 +9,12 @@ from lesion_studio.models.segmentation.multiresunet import MultiResBlock
 
 
 @pytest.mark.parametrize("arch", ["unet", "multiresunet"])
-def test_segmenters_keep_the_image_size(arch):
-    net = build_segmenter(arch, base_channels=4, depth=3)
-    assert net(torch.zeros(2, 1, 32, 48)).shape == (2, 1, 32, 48)
+@pytest.mark.parametrize("norm", ["batch", "instance"])
+def test_segmenters_keep_the_image_size(arch, norm):
+    net = build_segmenter(arch, base_channels=4, depth=3, norm=norm)
+    assert net(torch.randn(2, 1, 32, 48)).shape == (2, 1, 32, 48)
+    kinds = {type(m).__name__ for m in net.modules()}
+    assert ("InstanceNorm2d" in kinds) == (norm == "instance") and ("BatchNorm2d" in kinds) == (norm == "batch")
 
 
 def test_multires_block_widths():

@@ -25,7 +25,7 @@ def results(tmp_path_factory):
     generate_phantom_dataset(root / "data", "chest", 10, seed=5, size_px=64)
     cfg = ExperimentConfig(
         name="tiny phantom study", dataset=root / "data", out_dir=root / "out", folds=2, image_size_px=64,
-        arch="unet", base_channels=6, depth=3, epochs=3, batch_size=4, lr=3e-3,
+        arch="unet", base_channels=8, depth=3, norm="instance", epochs=3, batch_size=4, lr=1e-2,
         synthetic_generator="phantom_painter",
         conditions=(ConditionConfig("real"), ConditionConfig("real+syn8", synthetic_count=8),
                     ConditionConfig("real+syn8+aug", synthetic_count=8, classic_augmentation=True)))

@@ -12,12 +12,14 @@ from lesion_studio.models.segmentation.unet import UNet
 SEGMENTERS = ("unet", "multiresunet")
 
 
-def build_segmenter(arch: str, *, base_channels: int = 32, depth: int = 4) -> nn.Module:
+def build_segmenter(arch: str, *, base_channels: int = 32, depth: int = 4, norm: str = "batch") -> nn.Module:
     """A 1-channel-in, 1-logit-out segmenter by name: 'unet' or 'multiresunet'."""
+    if norm not in ("batch", "instance"):
+        raise ConfigError(f"unknown norm {norm!r}; expected 'batch' or 'instance'")
     if arch == "unet":
-        return UNet(base_channels=base_channels, depth=depth)
+        return UNet(base_channels=base_channels, depth=depth, norm=norm)
     if arch == "multiresunet":
-        return MultiResUNet(base_channels=base_channels, depth=depth)
+        return MultiResUNet(base_channels=base_channels, depth=depth, norm=norm)
     raise ConfigError(f"unknown segmentation architecture {arch!r}; expected one of {SEGMENTERS}")
 
 

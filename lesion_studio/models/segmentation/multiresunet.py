@@ -9,12 +9,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from lesion_studio.models.segmentation.unet import norm_layer
+
 #: Ibtehaz & Rahman's width multiplier α.
 ALPHA = 1.67
 
 
-def conv_bn(c_in: int, c_out: int, k: int, act: bool = True) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, k, padding=k // 2, bias=False), nn.BatchNorm2d(c_out)]
+def conv_bn(c_in: int, c_out: int, k: int, act: bool = True, norm: str = "batch") -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, k, padding=k // 2, bias=False), norm_layer(norm, c_out)]
     if act:
         layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
@@ -23,14 +25,15 @@ def conv_bn(c_in: int, c_out: int, k: int, act: bool = True) -> nn.Sequential:
 class MultiResBlock(nn.Module):
     """Three cascaded 3×3 convs (a 3×3, 5×5, 7×7 receptive field) + a 1×1 residual shortcut."""
 
-    def __init__(self, c_in: int, units: int, alpha: float = ALPHA) -> None:
+    def __init__(self, c_in: int, units: int, alpha: float = ALPHA, norm: str = "batch") -> None:
         super().__init__()
         w = alpha * units
         c1, c2, c3 = max(int(w / 6), 1), max(int(w / 3), 1), max(int(w / 2), 1)
         self.out_channels = c1 + c2 + c3
-        self.c1, self.c2, self.c3 = conv_bn(c_in, c1, 3), conv_bn(c1, c2, 3), conv_bn(c2, c3, 3)
-        self.shortcut = conv_bn(c_in, self.out_channels, 1, act=False)
-        self.bn = nn.BatchNorm2d(self.out_channels)
+        self.c1, self.c2, self.c3 = (conv_bn(c_in, c1, 3, norm=norm), conv_bn(c1, c2, 3, norm=norm),
+                                     conv_bn(c2, c3, 3, norm=norm))
+        self.shortcut = conv_bn(c_in, self.out_channels, 1, act=False, norm=norm)
+        self.bn = norm_layer(norm, self.out_channels)
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -43,10 +46,10 @@ class MultiResBlock(nn.Module):
 class ResPath(nn.Module):
     """`length` units of (3×3 conv + 1×1 residual conv) applied to a skip connection."""
 
-    def __init__(self, channels: int, length: int) -> None:
+    def __init__(self, channels: int, length: int, norm: str = "batch") -> None:
         super().__init__()
-        self.convs = nn.ModuleList(conv_bn(channels, channels, 3, act=False) for _ in range(length))
-        self.shortcuts = nn.ModuleList(conv_bn(channels, channels, 1, act=False) for _ in range(length))
+        self.convs = nn.ModuleList(conv_bn(channels, channels, 3, act=False, norm=norm) for _ in range(length))
+        self.shortcuts = nn.ModuleList(conv_bn(channels, channels, 1, act=False, norm=norm) for _ in range(length))
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -61,9 +64,11 @@ class MultiResUNet(nn.Module):
     Args:
         base_channels: U of the first level (32 in the original), doubled per level.
         depth: resolution levels including the bottleneck (5 in the original).
+        norm: 'batch' (the original) or 'instance'.
     """
 
-    def __init__(self, in_channels: int = 1, out_channels: int = 1, base_channels: int = 32, depth: int = 5) -> None:
+    def __init__(self, in_channels: int = 1, out_channels: int = 1, base_channels: int = 32, depth: int = 5,
+                 norm: str = "batch") -> None:
         super().__init__()
         self.pool = nn.MaxPool2d(2)
         self.enc = nn.ModuleList()
@@ -71,18 +76,18 @@ class MultiResUNet(nn.Module):
         c = in_channels
         skips = []
         for level in range(depth):
-            block = MultiResBlock(c, base_channels * 2**level)
+            block = MultiResBlock(c, base_channels * 2**level, norm=norm)
             self.enc.append(block)
             c = block.out_channels
             if level < depth - 1:
-                self.paths.append(ResPath(c, length=depth - 1 - level))
+                self.paths.append(ResPath(c, length=depth - 1 - level, norm=norm))
                 skips.append(c)
         self.up = nn.ModuleList()
         self.dec = nn.ModuleList()
         for level in reversed(range(depth - 1)):
             skip_c = skips[level]
             self.up.append(nn.ConvTranspose2d(c, skip_c, 2, stride=2))
-            block = MultiResBlock(2 * skip_c, base_channels * 2**level)
+            block = MultiResBlock(2 * skip_c, base_channels * 2**level, norm=norm)
             self.dec.append(block)
             c = block.out_channels
         self.head = nn.Conv2d(c, out_channels, 1)
