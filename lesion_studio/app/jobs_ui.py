@@ -234,7 +234,11 @@ class JobsUi(QObject):
 
 
 def install_jobs_ui(window: QMainWindow, manager: JobManager | None = None) -> JobsUi:
-    """Add the Jobs menu, the jobs/dashboard dock and the close guard to `window`."""
+    """Add the Jobs menu, the jobs/dashboard dock and the close guard to `window` (once:
+    a window that has them already returns its own unless another manager is given)."""
+    existing = getattr(window, "jobs_ui", None)
+    if existing is not None and manager is None:
+        return existing
     ui = JobsUi(window, manager)
     window.jobs_ui = ui
     return ui

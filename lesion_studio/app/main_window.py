@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import qtawesome as qta
@@ -85,6 +86,8 @@ class MainWindow(QMainWindow):
         self.loader = ImageLoader(self)
         self._pending_session: tuple[AnnotationDocument, SessionState] | None = None
         self._pending_is_recovery = False
+        self._autosave_thread: threading.Thread | None = None
+        self._autosave_error: str | None = None
         self._saved_revision: tuple[str, int] | None = None
         self.last_error: str | None = None
         self._error_box: QMessageBox | None = None
@@ -124,6 +127,9 @@ class MainWindow(QMainWindow):
         self.autosave_timer.start()
         if offer_recovery:
             QTimer.singleShot(0, self.offer_recovery)
+        from lesion_studio.app.jobs_ui import install_jobs_ui
+
+        self.jobs_ui = install_jobs_ui(self)  # Jobs menu and dock; asks before closing with running jobs
 
     # ------------------------------------------------------------------ construction
 
@@ -463,6 +469,8 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.autosave_timer.stop()
+        if self._autosave_thread is not None:
+            self._autosave_thread.join()
         self.synthesis.shutdown()
         self.loader.wait(5_000)
         self.autosave.discard()  # a clean exit leaves no recovery behind
@@ -632,16 +640,37 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ autosave and recovery
 
-    def autosave_now(self) -> bool:
-        """Write the recovery file if anything changed since the last one."""
+    def autosave_now(self, wait: bool = False) -> bool:
+        """Write the recovery if anything changed since the last one.
+
+        The copy is taken here (milliseconds); writing it (up to a second for a large image)
+        happens on a background thread so painting never stutters. `wait` blocks until written.
+        """
         doc = self.document
         if doc is None or self.state.image is None:
             return False
-        try:
-            return self.autosave.save(doc, self.session_state())
-        except (LesionStudioError, OSError) as exc:
-            self.statusBar().showMessage(f"Autosave failed: {exc}", 8000)
+        if self._autosave_thread is not None and self._autosave_thread.is_alive():
+            if not wait:
+                return False  # the previous write is still running; the next tick catches up
+            self._autosave_thread.join()
+        job = self.autosave.prepare(doc, self.session_state())
+        if job is None:
             return False
+
+        def write() -> None:
+            try:
+                self.autosave.write(job)
+            except (LesionStudioError, OSError) as exc:
+                self._autosave_error = str(exc)
+
+        self._autosave_thread = threading.Thread(target=write, name="autosave", daemon=True)
+        self._autosave_thread.start()
+        if wait:
+            self._autosave_thread.join()
+        if self._autosave_error:
+            self.statusBar().showMessage(f"Autosave failed: {self._autosave_error}", 8000)
+            self._autosave_error = None
+        return True
 
     def offer_recovery(self) -> None:
         """After a crash: offer to restore what the previous run autosaved."""

@@ -11,34 +11,34 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtCore import QObject, Signal
 
 
-class _Runner(QThread):
-    def __init__(self, owner: "LatestWinsWorker") -> None:
-        super().__init__()
-        self.owner = owner
+def _run_loop(owner: "LatestWinsWorker") -> None:
+    """The worker thread: a daemon Python thread, so it never holds the app open at exit.
 
-    def run(self) -> None:
-        owner = self.owner
-        while True:
-            with owner._cond:
-                while owner._pending is None and not owner._stopping:
-                    owner._cond.wait()
-                if owner._stopping:
-                    return
-                request_id, fn = owner._pending
-                owner._pending = None
-                owner._running = request_id
-            try:
-                result = fn()
-            except Exception as exc:  # reported to the UI, never lost
-                owner._done.emit(request_id, None, exc)
-            else:
-                owner._done.emit(request_id, result, None)
-            with owner._cond:
-                owner._running = None
-                owner._cond.notify_all()
+    Torch releases the GIL inside its kernels, so the UI thread keeps running meanwhile.
+    """
+    while True:
+        with owner._cond:
+            while owner._pending is None and not owner._stopping:
+                owner._cond.wait()
+            if owner._stopping:
+                return
+            request_id, fn = owner._pending
+            owner._pending = None
+            owner._running = request_id
+        try:
+            result, error = fn(), None
+        except Exception as exc:  # reported to the UI, never lost
+            result, error = None, exc
+        try:
+            owner._done.emit(request_id, result, error)
+        except RuntimeError:  # the owner was deleted (window closed): nobody to tell
+            return
+        with owner._cond:
+            owner._running = None
+            owner._cond.notify_all()
 
 
 class LatestWinsWorker(QObject):
@@ -58,7 +58,7 @@ class LatestWinsWorker(QObject):
         self._latest = 0
         self._busy = False
         self._done.connect(self._on_done)
-        self._thread = _Runner(self)
+        self._thread = threading.Thread(target=_run_loop, args=(self,), name="preview-worker", daemon=True)
         self._thread.start()
 
     @property
@@ -91,7 +91,7 @@ class LatestWinsWorker(QObject):
             self._stopping = True
             self._pending = None
             self._cond.notify_all()
-        self._thread.wait(30_000)
+        self._thread.join(30.0)
 
     def _set_busy(self, busy: bool) -> None:
         if busy != self._busy:

@@ -259,7 +259,7 @@ RECOVERY_SCRIPT = textwrap.dedent(
     doc = w.document
     doc.paint_segment((20, 20), (20, 60), doc.next_lesion_id(), radius_px=4)
     doc.paint_segment((90, 30), (100, 90), doc.next_lesion_id(), radius_px=3)
-    assert w.autosave_now()
+    assert w.autosave_now(wait=True)
     print("SAVED", flush=True)
     doc.paint_segment((60, 60), (61, 61), doc.next_lesion_id(), radius_px=8)  # after the autosave
     time.sleep(60)
