@@ -55,6 +55,9 @@ from lesion_studio.models.synthetic_sources import (
 RESULTS_FORMAT = "lesion-studio-experiment"
 RESULTS_VERSION = 1
 RESULTS_FILE = "results.json"
+#: 'segmentation' and 'detection' train the same network (the heatmap detector is the
+#: segmenter's probability map, `models.detection`) and report the same full metric set;
+#: 'hard_example_mining' runs P3 §III-D (`models.hard_example_mining`).
 TASKS = ("segmentation", "detection", "hard_example_mining")
 #: Metrics compared across conditions (t-test vs. baseline, Friedman + Nemenyi).
 KEY_METRICS = ("pixel_f1", "dice", "region_f1", "region_f2", "region_recall", "froc_auc",
@@ -133,6 +136,9 @@ class ExperimentConfig:
             raise ConfigError(f"baseline {self.baseline!r} is not one of the conditions {names}")
         if self.synthetic_generator not in ("dataset", "checkpoint", "phantom_painter"):
             raise ConfigError(f"unknown synthetic_generator {self.synthetic_generator!r}")
+        if self.task == "hard_example_mining" and names != ["pretrained", "hem_finetuned"]:
+            raise ConfigError("a hard_example_mining experiment has exactly the conditions "
+                              "'pretrained' and 'hem_finetuned' (leave [[conditions]] out)")
         if self.task == "hard_example_mining" and self.synthetic_generator == "dataset":
             raise ConfigError("hard-example mining synthesizes at the missed diameters: set synthetic_generator "
                               "to 'checkpoint' (a trained generator) or 'phantom_painter' (cheap stand-in)")
