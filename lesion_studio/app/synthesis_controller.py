@@ -10,7 +10,7 @@ Accept writes pixels and mask into the annotation document as one undo step.
 from __future__ import annotations
 
 import hashlib
-import math
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +69,12 @@ class ModelCache:
         with self._lock:
             if key not in self._models:
                 from lesion_studio.models.inference import load_shape_sampler, load_synthesizer  # torch: worker only
+
+                if self.device == "cpu":
+                    import torch
+
+                    # Leave one core to the UI thread so the event loop never stalls on a preview.
+                    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
 
                 loader = load_shape_sampler if kind == "shape" else load_synthesizer
                 self._models[key] = loader(stem, self.device)
