@@ -12,15 +12,16 @@ timer tick (`flush_interval_ms`), so a fast training stream never stalls the eve
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QDialog, QDockWidget, QMainWindow, QMessageBox, QSplitter
+from PySide6.QtWidgets import QDialog, QDockWidget, QFileDialog, QMainWindow, QMessageBox, QSplitter, QWidget
 
 from lesion_studio.app.job_manager import JobManager
 from lesion_studio.core.errors import LesionStudioError
-from lesion_studio.core.jobs import JobRecord
+from lesion_studio.core.jobs import JobKind, JobRecord
 from lesion_studio.models.progress import SampleEvent, StepEvent
 from lesion_studio.widgets.jobs_panel import JobsPanel
 from lesion_studio.widgets.new_training_dialog import NewTrainingDialog
@@ -43,6 +44,7 @@ class JobsUi(QObject):
         self._pending_sample: SampleEvent | None = None
         self._it_per_s: dict[str, float] = {}
         self._closing = False
+        self.result_windows: list[QWidget] = []
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.panel)
@@ -65,7 +67,17 @@ class JobsUi(QObject):
         help_menu = getattr(window, "help_menu", None)
         if help_menu is not None:  # keep Help last
             window.menuBar().insertMenu(help_menu.menuAction(), self.menu)
+        self.evaluate_action = QAction("Run &experiment (evaluate)…", window)
+        self.evaluate_action.triggered.connect(self.open_evaluation)
+        self.export_action = QAction("&Batch export…", window)
+        self.export_action.triggered.connect(self.open_export)
+        self.results_action = QAction("Open experiment &results…", window)
+        self.results_action.triggered.connect(self.open_results)
         self.menu.addAction(self.new_training_action)
+        self.menu.addAction(self.evaluate_action)
+        self.menu.addAction(self.export_action)
+        self.menu.addAction(self.results_action)
+        self.menu.addSeparator()
         self.menu.addAction(self.show_action)
         self.menu.addSeparator()
         self.menu.addAction(self.dock.toggleViewAction())
@@ -120,6 +132,62 @@ class JobsUi(QObject):
         self.show_dock()
         self.panel.select(record.id)
         return record
+
+    def ask_open_path(self, title: str, file_filter: str) -> str:
+        """A file chooser (tests replace this)."""
+        path, _ = QFileDialog.getOpenFileName(self.window, title, "", file_filter)
+        return path
+
+    def open_evaluation(self) -> JobRecord | None:
+        path = self.ask_open_path("Experiment config", "Experiment (*.toml)")
+        return self.start_evaluation(path) if path else None
+
+    def start_evaluation(self, config_path: str | Path) -> JobRecord:
+        """Queue `lesion-studio evaluate CONFIG` as a job (the same engine, cancellable)."""
+        from lesion_studio.app.task_jobs import evaluate_task
+
+        record = self.manager.submit_task(
+            JobKind.EVALUATE, f"evaluate {Path(config_path).name}", evaluate_task(config_path),
+            config={"config_path": str(config_path)},
+        )
+        self.show_dock()
+        self.panel.select(record.id)
+        return record
+
+    def open_export(self) -> JobRecord | None:
+        path = self.ask_open_path("Batch export config", "Batch export (*.toml)")
+        return self.start_export(path) if path else None
+
+    def start_export(self, config_path: str | Path, device: str = "cpu") -> JobRecord:
+        """Queue `lesion-studio batch CONFIG` as a job; a cancelled export resumes when re-run."""
+        from lesion_studio.app.task_jobs import batch_export_task
+
+        record = self.manager.submit_task(
+            JobKind.EXPORT, f"export {Path(config_path).name}", batch_export_task(config_path, device),
+            config={"config_path": str(config_path)},
+        )
+        self.show_dock()
+        self.panel.select(record.id)
+        return record
+
+    def open_results(self) -> QWidget | None:
+        """Open an experiment's results.json in the experiment dashboard (a separate window)."""
+        path = self.ask_open_path("Experiment results", "Experiment results (results.json *.json)")
+        return self.show_results(path) if path else None
+
+    def show_results(self, path: str | Path) -> QWidget | None:
+        from lesion_studio.widgets.experiment_dashboard import open_experiment_dashboard
+
+        try:
+            dashboard = open_experiment_dashboard(path, parent=None)
+        except (LesionStudioError, OSError, ValueError) as exc:
+            self.show_error("Cannot open experiment", f"{path}: {exc}")
+            return None
+        dashboard.setWindowTitle(f"Experiment — {Path(path).parent.name}")
+        dashboard.resize(1200, 800)
+        dashboard.show()
+        self.result_windows.append(dashboard)
+        return dashboard
 
     def resume(self, job_id: str) -> None:
         try:

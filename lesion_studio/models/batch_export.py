@@ -345,9 +345,19 @@ def _gather(obj: Any, world_size: int) -> list[Any]:
     return out
 
 
+class BatchCancelled(Exception):
+    """A batch export stopped by its cancel callback; finished outputs stay and a re-run resumes."""
+
+
 def run_batch(config: BatchConfig, *, device: str = "cpu", dry_run: bool = False, show_progress: bool = True,
-              stdout: TextIO | None = None, log: TextIO | None = None) -> BatchResult:
-    """Run (or, with `dry_run`, only plan) a batch export, under torchrun when WORLD_SIZE > 1."""
+              stdout: TextIO | None = None, log: TextIO | None = None,
+              progress: Callable[[int, int], None] | None = None,
+              cancel: Callable[[], bool] | None = None) -> BatchResult:
+    """Run (or, with `dry_run`, only plan) a batch export, under torchrun when WORLD_SIZE > 1.
+
+    `progress(done, total)` follows this rank's items; `cancel()` returning True stops after
+    the current item with `BatchCancelled` (the GUI job manager uses both).
+    """
     from lesion_studio.models.distributed import barrier, init_from_env
 
     stdout = stdout or sys.stdout
@@ -374,8 +384,19 @@ def run_batch(config: BatchConfig, *, device: str = "cpu", dry_run: bool = False
         bar = tqdm(total=len(exporter.my_items()), desc=f"export (rank 0 of {info.world_size})", unit="img",
                    file=log or sys.stderr, dynamic_ncols=True)
     started = time.perf_counter()
+    total_mine, done_mine = len(exporter.my_items()), [0]
+
+    def step(n: int) -> None:
+        done_mine[0] += n
+        if bar is not None:
+            bar.update(n)
+        if progress is not None:
+            progress(done_mine[0], total_mine)
+        if cancel is not None and cancel():
+            raise BatchCancelled(f"cancelled after {done_mine[0]} of {total_mine} item(s)")
+
     try:
-        mine = exporter.run(progress=bar.update if bar is not None else None)
+        mine = exporter.run(progress=step)
     finally:
         if bar is not None:
             bar.close()
