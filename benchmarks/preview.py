@@ -75,7 +75,9 @@ def main() -> int:
         "target_ms": 500 if args.device == "cpu" else 100,
         **summarize_ms(samples),
     })
-    syn.shutdown()
+    window.confirm_discard_changes = lambda: True
+    window.close()
+    app.processEvents()
     return 0
 
 

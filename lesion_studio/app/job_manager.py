@@ -23,6 +23,7 @@ from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal
 
+from lesion_studio.app.torch_runtime import ensure_torch_imported
 from lesion_studio.core.jobs import (
     AppendLog,
     JobError,
@@ -386,6 +387,7 @@ class JobManager(QObject):
         record.started_at = time.time()
         record.attempts += 1
         ctx = JobContext(self, record, token)
+        ensure_torch_imported()  # never first-import torch in the worker thread (crashes with Qt)
         worker = _Worker(self, ctx, self._tasks[record.id])
         self._tokens[record.id] = token
         self._workers[record.id] = worker

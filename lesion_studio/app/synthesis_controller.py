@@ -11,26 +11,28 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, QPointF, Qt, Signal
+from PySide6.QtCore import QCoreApplication, QObject, QPointF, Qt, Signal
 from PySide6.QtGui import QPainterPath
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsRectItem
 import pyqtgraph as pg
 from skimage import measure
 
 from lesion_studio.app.preview_worker import LatestWinsWorker
+from lesion_studio.app.torch_runtime import ensure_torch_imported
 from lesion_studio.core.annotation import AnnotationDocument, LesionMeta
 from lesion_studio.core.builtin_shapes import builtin_shapes
 from lesion_studio.core.errors import LesionStudioError
 from lesion_studio.core.mask_bank import MaskBank
 from lesion_studio.core.model_catalog import ModelInfo, scan_models
 from lesion_studio.core.shape_choice import centred_origin, footprint
-from lesion_studio.core.synthesis_plan import MaskSource, SynthesisRequest
+from lesion_studio.core.synthesis_plan import Blending, MaskSource, SynthesisRequest
 from lesion_studio.core.tool_state import ToolState
 from lesion_studio.core.view_state import ViewState
 from lesion_studio.widgets.image_canvas import ImageCanvas
@@ -39,6 +41,7 @@ from lesion_studio.widgets.synthesis_panel import SynthesisPanel
 N_SHAPES = 8
 DEFAULT_DIAMETER_MM = 10.0
 DEFAULT_DIAMETER_PX = 24.0
+HOLE_FEATHER_PX = 3.0
 
 
 def file_sha256(path: Path) -> str:
@@ -295,6 +298,7 @@ class SynthesisController(QObject):
             new = [(self.bank.get(int(i)).mask, int(i)) for i in picks]
         elif source == "generator" and self.shape_model() is not None:
             stem = self.shape_model().stem
+            self._ensure_runtime()
             self.shape_worker.submit(lambda: (keep, seed, self.models.shape_sampler(stem).sample(needed, seed)))
             return
         else:
@@ -437,8 +441,13 @@ class SynthesisController(QObject):
             mask_source = MaskSource(kind="existing")
             size, pose = {}, {}
         model_id = self.model.name if self.model else ""
+        # Inpaint/remove write the generated lesion with a feathered seam and keep the rest of
+        # the crop bit-identical (a resized-back crop would blur it); outpaint regenerates the
+        # surroundings, so it writes the whole crop as P1 does.
+        blending = Blending(region="crop") if self.mode == "outpaint" else Blending(region="hole", feather_px=HOLE_FEATHER_PX)
         requests = [
-            SynthesisRequest(mode=self.mode, centre_rc=centre_rc, mask_source=mask_source, seed=int(s), model_id=model_id, **size, **pose)
+            SynthesisRequest(mode=self.mode, centre_rc=centre_rc, mask_source=mask_source, seed=int(s),
+                             model_id=model_id, blending=blending, **size, **pose)
             for s in seeds
         ]
         if doc is not None:
@@ -458,6 +467,7 @@ class SynthesisController(QObject):
         if not self.model.serves(self.mode):
             self.panel.show_status(f"{self.model.name} cannot {self.mode}: choose a {self.mode} model.")
             return None
+        self._ensure_runtime()
         slice_index = self.view_state.slice_index
         r, c = int(round(centre_rc[0])), int(round(centre_rc[1]))
         h, w = image.plane_shape
@@ -487,6 +497,13 @@ class SynthesisController(QObject):
         self._pending = (slice_index, plane, kwargs.get("lesion_mask"), model)
         self.panel.show_status("Synthesizing…")
         return self.worker.submit(run)
+
+    def _ensure_runtime(self) -> None:
+        if "torch" not in sys.modules:
+            self.message.emit("Loading the model runtime (torch)…")
+            self.panel.show_status("Loading the model runtime (torch)…")
+            QCoreApplication.processEvents()
+            ensure_torch_imported()
 
     def run_variants(self, n: int) -> None:
         if self.preview is None:

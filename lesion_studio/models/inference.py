@@ -80,8 +80,15 @@ class Synthesizer:
         source_mask: np.ndarray | None = None,
         bank: MaskBank | None = None,
         spacing_mm: tuple[float, float] | None = None,
+        intensity: str = "auto",
     ) -> SynthesisResult | list[SynthesisResult]:
-        """Each request is applied to the same input image; a batch runs one generator pass."""
+        """Each request is applied to the same input image; a batch runs one generator pass.
+
+        `intensity`: how image units map to the model's [-1, 1]. "checkpoint" uses the range
+        recorded at training (right for images like the training data); "image" uses this
+        image's own 0.5/99.5 percentiles (a model trained on other units or another scanner);
+        "auto" takes "checkpoint" unless most of the image lies outside that range.
+        """
         if isinstance(image, MedicalImage):
             pixels = image.pixels
             spacing_mm = spacing_mm if spacing_mm is not None else image.spacing_mm
@@ -89,6 +96,7 @@ class Synthesizer:
             pixels = np.asarray(image, dtype=np.float32)
         if pixels.ndim != 2:
             raise ConfigError(f"synthesis works on one 2D image or slice, got shape {pixels.shape}")
+        normalizer, intensity_source = self._normalizer_for(pixels, intensity)
         single = isinstance(request, SynthesisRequest)
         requests = [request] if single else list(request)
         current_mask = np.zeros(pixels.shape, bool) if lesion_mask is None else np.asarray(lesion_mask) > 0
@@ -106,7 +114,7 @@ class Synthesizer:
                               lesion_mask=current_mask, bank=bank)
             crop, region = plan.model_inputs(pixels)
             plans.append(plan)
-            crops.append(self.normalizer.to_model(crop))
+            crops.append(normalizer.to_model(crop))
             regions.append(region)
             notes.append(note)
             if self.family == "pix2pix":  # the condition: every lesion in the crop after the plan
@@ -115,12 +123,30 @@ class Synthesizer:
         generated = self._run(np.stack(crops), np.stack(regions), np.stack(conds) if conds else None)
         results = []
         for plan, gen, note in zip(plans, generated, notes):
-            out_image = plan.paste(pixels, self.normalizer.to_units(gen))
-            provenance = {"plan": plan.to_dict(), "model": dict(self.identity)}
+            out_image = plan.paste(pixels, normalizer.to_units(gen))
+            provenance = {
+                "plan": plan.to_dict(), "model": dict(self.identity),
+                "intensity": {"source": intensity_source, **normalizer.to_dict()},
+            }
             if note:
                 provenance["mask_generator"] = note
             results.append(SynthesisResult(out_image, plan.paste_mask(current_mask), provenance, plan))
         return results[0] if single else results
+
+    def _normalizer_for(self, pixels: np.ndarray, intensity: str) -> tuple[Normalizer, str]:
+        if intensity not in ("auto", "checkpoint", "image"):
+            raise ConfigError(f"intensity must be auto, checkpoint or image, got {intensity!r}")
+        if intensity == "checkpoint":
+            return self.normalizer, "checkpoint"
+        sample = pixels.ravel()[:: max(1, pixels.size // 200_000)]
+        if intensity == "auto":
+            lo, hi = self.normalizer.lo, self.normalizer.hi
+            margin = 0.25 * (hi - lo)
+            inside = np.mean((sample >= lo - margin) & (sample <= hi + margin))
+            if inside >= 0.5:
+                return self.normalizer, "checkpoint"
+        lo, hi = np.percentile(sample, [0.5, 99.5])
+        return Normalizer(float(lo), float(max(hi, lo + 1e-6))), "image"
 
     @torch.no_grad()
     def _run(self, crops: np.ndarray, regions: np.ndarray, conds: np.ndarray | None) -> np.ndarray:
