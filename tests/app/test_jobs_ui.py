@@ -60,7 +60,9 @@ def _accepting(fill):
 def test_menu_and_hidden_dock(ui):
     titles = [a.text() for a in ui.window.menuBar().actions()]
     assert "&Jobs" in titles and titles.index("&Jobs") < titles.index("&Help")
-    assert [a.text() for a in ui.menu.actions()][:2] == ["&New training…", "Show &jobs / dashboard"]
+    texts = [a.text() for a in ui.menu.actions()]
+    assert texts[:4] == ["&New training…", "Run &experiment (evaluate)…", "&Batch export…", "Open experiment &results…"]
+    assert "Show &jobs / dashboard" in texts
     assert not ui.dock.isVisible()
     ui.show_action.trigger()
     assert ui.dock.isVisible()
