@@ -298,3 +298,51 @@ def test_export_current_image_with_provenance(window, qtbot, open_and_wait, chec
     back = load_image(tmp_path / "synthetic.nii.gz")
     np.testing.assert_array_equal(back.pixels, window.state.image.pixels)
     assert back.spacing_mm == pytest.approx(window.state.image.spacing_mm)
+
+
+FRESH_PROCESS_SCRIPT = """
+import os, sys
+os.environ["QT_QPA_PLATFORM"] = "offscreen"
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+app = QApplication([])
+from lesion_studio.app.main_window import MainWindow
+from lesion_studio.core.imageio import load_image
+from lesion_studio.core.sample_data import sample_file
+window = MainWindow(offer_recovery=False)
+window.show()
+assert "torch" not in sys.modules, "the main window must not import torch"
+names = [m.name for m in window.synthesis.catalog]
+assert {"demo_texture_inpaint", "demo_outpaint", "demo_shape"} <= set(names), names
+assert window.synthesis.model is not None and window.synthesis.model.builtin
+window.state.set_image(load_image(sample_file("693_UNCR.dcm")))
+window.show_viewer()
+window.synthesis.set_size(12.0)
+window.confirm_discard_changes = lambda: True
+
+def shown():
+    label = window.synthesis.accept()
+    print("ACCEPTED", label, flush=True)
+    window.close()
+    app.quit()
+
+window.synthesis.previewShown.connect(shown)
+QTimer.singleShot(50, lambda: window.synthesis.request_preview((250.0, 250.0)))
+QTimer.singleShot(120_000, app.quit)
+sys.exit(app.exec())
+"""
+
+
+def test_fresh_process_previews_with_the_default_model(tmp_path: Path) -> None:
+    """A new app (torch not yet imported) previews with the shipped demo model without crashing."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "fresh.py"
+    script.write_text(FRESH_PROCESS_SCRIPT)
+    env = dict(os.environ, LESION_STUDIO_HOME=str(tmp_path / "home"))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ACCEPTED" in result.stdout
+    assert int(result.stdout.split("ACCEPTED")[1].split()[0]) > 0

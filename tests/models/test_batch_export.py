@@ -25,6 +25,7 @@ from lesion_studio.core.phantom import generate_phantom_dataset
 from lesion_studio.models import batch_export
 from lesion_studio.models.trainer import Trainer
 from tests.models.conftest import tiny_config
+from tests._process import run_group
 
 REPO = Path(__file__).resolve().parents[2]
 ALL_FORMATS = ["png", "nifti", "nnunet", "coco", "dicom"]
@@ -260,10 +261,10 @@ def _free_port() -> int:
 def test_torchrun_two_ranks_disjoint_shards_one_manifest(reference: Path, setup, tmp_path: Path) -> None:
     out = tmp_path / "out"
     config = write_config(tmp_path / "c.toml", setup, out, formats=["png", "coco"], per_image=1)
-    proc = subprocess.run(
+    proc = run_group(
         [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
          "-m", "lesion_studio", "batch", str(config), "--quiet", "--threads", "1"],
-        capture_output=True, text=True, timeout=240, env=_env(), cwd=tmp_path,
+        timeout=240, env=_env(), cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("exported 5,") == 1  # rank 0 reports the merged counts

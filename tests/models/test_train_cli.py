@@ -10,6 +10,7 @@ from pathlib import Path
 
 from lesion_studio.app.cli import main
 from lesion_studio.models.checkpoint import load_checkpoint
+from tests._process import run_group
 
 TOML = """
 family = "texture"
@@ -60,10 +61,10 @@ def test_train_command_reports_config_errors(tmp_path: Path, capsys) -> None:
 def test_torchrun_two_gloo_processes(chest_dataset: Path, tmp_path: Path) -> None:
     config = _config(tmp_path, chest_dataset, 4)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
-    proc = subprocess.run(
+    proc = run_group(
         [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(_free_port()),
          "-m", "lesion_studio", "train", str(config), "--quiet"],
-        capture_output=True, text=True, timeout=240, env=env, cwd=tmp_path,
+        timeout=240, env=env, cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("checkpoint:") == 2  # both ranks ran to the end
