@@ -9,7 +9,6 @@ Accept writes pixels and mask into the annotation document as one undo step.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 import threading
@@ -29,6 +28,7 @@ from lesion_studio.app.torch_runtime import ensure_torch_imported
 from lesion_studio.core.annotation import AnnotationDocument, LesionMeta
 from lesion_studio.core.builtin_shapes import builtin_shapes
 from lesion_studio.core.errors import LesionStudioError
+from lesion_studio.core.hashing import sha256_file
 from lesion_studio.core.mask_bank import MaskBank
 from lesion_studio.core.model_catalog import ModelInfo, scan_models
 from lesion_studio.core.shape_choice import centred_origin, footprint
@@ -42,14 +42,6 @@ N_SHAPES = 8
 DEFAULT_DIAMETER_MM = 10.0
 DEFAULT_DIAMETER_PX = 24.0
 HOLE_FEATHER_PX = 3.0
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class ModelCache:
@@ -87,7 +79,7 @@ class ModelCache:
         key = str(stem)
         with self._lock:
             if key not in self._hashes:
-                self._hashes[key] = file_sha256(stem.with_name(stem.name + ".safetensors"))
+                self._hashes[key] = sha256_file(stem.with_name(stem.name + ".safetensors"))
             return self._hashes[key]
 
 

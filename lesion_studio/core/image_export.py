@@ -7,7 +7,6 @@ written atomically; `NAME.provenance.json` says what is synthetic and by which m
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from lesion_studio import __version__
 from lesion_studio.core.annotation import AnnotationDocument
 from lesion_studio.core.annotation.mask_io import atomic_write_bytes, save_mask
 from lesion_studio.core.errors import LesionStudioError
+from lesion_studio.core.hashing import sha256_file
 from lesion_studio.core.image import MedicalImage
 
 
@@ -44,13 +44,7 @@ def png_mapping(pixels: np.ndarray) -> tuple[float, float]:
 
 def _source_hash(image: MedicalImage) -> str | None:
     path = image.source.path
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return sha256_file(path) if path.is_file() else None
 
 
 def export_working_image(image: MedicalImage, doc: AnnotationDocument, path: str | Path) -> list[Path]:

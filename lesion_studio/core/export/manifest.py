@@ -15,17 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from lesion_studio.core.export.atomic import write_bytes, write_json
+from lesion_studio.core.hashing import sha256_file  # noqa: F401  (re-exported for the exporter)
 
 PARTS = Path("manifest") / "parts"
 MANIFEST = "manifest.jsonl"
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def part_path(out_dir: Path, item_id: str) -> Path:
