@@ -350,7 +350,9 @@ class JobManager(QObject):
         for worker in list(self._workers.values()):
             left = max(0, int((deadline - time.monotonic()) * 1000))
             ok = worker.wait(left) and ok
-        QCoreApplication.sendPostedEvents(self)  # deliver the workers' last queued signals
+        # Deliver the workers' last queued signals now, while this manager is alive: PySide
+        # queues them to its own receiver objects, not to `self`, so all posted events are sent.
+        QCoreApplication.sendPostedEvents()
         for job_id, worker in list(self._workers.items()):
             if worker.isFinished():
                 self._finish(job_id)
@@ -419,7 +421,9 @@ class JobManager(QObject):
         record.resume_from = None
         self._append_log(job_id, f"job {record.state.value}" + (f": {record.error}" if record.error else ""),
                          to_file=True)
-        worker.deleteLater()
+        # The thread has finished (waited above): release it now, deterministically, instead of
+        # a deferred delete that may race with the manager's own destruction.
+        worker.setParent(None)
         if not self._workers and self._switch_interval is not None:
             sys.setswitchinterval(self._switch_interval)
             self._switch_interval = None
