@@ -298,7 +298,7 @@ class AnnotationController(QObject):
                     self._request_refresh(full=True)
                 return
             self._request_refresh(bbox=event.bbox)
-        elif event.kind in ("lesions", "classes", "selection", "reset"):
+        elif event.kind in ("lesions", "classes", "selection"):
             if event.kind == "selection" and self.doc is not None:
                 self.table.select(self.doc.selected_id)
             else:

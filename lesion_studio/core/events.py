@@ -14,9 +14,11 @@ class EventEmitter:
     def __init__(self) -> None:
         self._listeners: list[Listener] = []
 
-    def connect(self, listener: Listener) -> None:
+    def connect(self, listener: Listener) -> Listener:
+        """Call `listener(*args)` on every emit; returns it (usable as a decorator)."""
         if listener not in self._listeners:
             self._listeners.append(listener)
+        return listener
 
     def disconnect(self, listener: Listener) -> None:
         if listener in self._listeners:

@@ -6,8 +6,9 @@ models, without the Qt signal machinery).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+
+from lesion_studio.core.events import EventEmitter  # noqa: F401  (the document emits AnnotationEvents with it)
 
 #: Event kinds:
 #: - "pixels": a layer changed inside `bbox` on `slice` (each tool call, undo/redo, import).
@@ -30,24 +31,3 @@ class AnnotationEvent:
     slice: int | None = None
     bbox: BBox | None = None
     ids: tuple[int, ...] = ()
-
-
-class EventEmitter:
-    """A callback list: `connect(cb)`, `disconnect(cb)`, `emit(event)` calls each in order."""
-
-    def __init__(self) -> None:
-        self._callbacks: list[Callable[[AnnotationEvent], None]] = []
-
-    def connect(self, callback: Callable[[AnnotationEvent], None]) -> Callable:
-        """Call `callback(event)` on every event; returns the callback (usable as decorator)."""
-        if callback not in self._callbacks:
-            self._callbacks.append(callback)
-        return callback
-
-    def disconnect(self, callback: Callable[[AnnotationEvent], None]) -> None:
-        if callback in self._callbacks:
-            self._callbacks.remove(callback)
-
-    def emit(self, event: AnnotationEvent) -> None:
-        for callback in list(self._callbacks):
-            callback(event)
