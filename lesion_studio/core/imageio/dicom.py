@@ -385,20 +385,30 @@ def _load_dicom_file(path: Path) -> MedicalImage:
                 slice_mm = 1.0
             spacing = (slice_mm, *plane_spacing)
 
-    orientation = _orientation(ds)
-    origin = _position(ds, 0)
-    pixels32 = finish_pixels(pixels, path, notes)
+    return _assemble(
+        ds, finish_pixels(pixels, path, notes), spacing, modality, window,
+        _identifiers(ds, path, "dicom", [ds.get("SOPInstanceUID", "")], notes),
+    )
+
+
+def _assemble(
+    ds: Dataset, pixels: np.ndarray, spacing: tuple[float, ...] | None, modality: str,
+    window: Window | None, source: ImageSource,
+) -> MedicalImage:
+    """The MedicalImage of decoded pixels: stored window or a default, geometry from `ds`."""
     if window is None:
-        window, window_source = default_window(pixels32, modality)
+        window, window_source = default_window(pixels, modality)
     else:
         window_source = "dicom"
+    orientation = _orientation(ds)
+    origin = _position(ds, 0)
     return MedicalImage(
-        pixels=pixels32,
+        pixels=pixels,
         spacing_mm=spacing,
         modality=modality,
         window=window,
         window_source=window_source,
-        source=_identifiers(ds, path, "dicom", [ds.get("SOPInstanceUID", "")], notes),
+        source=source,
         unit="HU" if modality == "CT" else "",
         origin_mm=tuple(origin) if origin is not None else None,  # type: ignore[arg-type]
         direction=tuple(orientation.ravel()) if orientation is not None else None,
@@ -507,24 +517,8 @@ def load_dicom_series(folder: Path, series_uid: str | None = None) -> MedicalIma
     modality = str(ref.get("Modality", "") or "OT").upper()
     plane_spacing, _ = _plane_spacing(ref)
     spacing = None if plane_spacing is None else (slice_mm, *plane_spacing)
-    orientation = _orientation(ref)
-    origin = _position(ref)
-    if window is None:
-        window, window_source = default_window(volume, modality)
-    else:
-        window_source = "dicom"
-    return MedicalImage(
-        pixels=volume,
-        spacing_mm=spacing,
-        modality=modality,
-        window=window,
-        window_source=window_source,
-        source=_identifiers(ref, folder, "dicom-series", [ds.get("SOPInstanceUID", "") for ds in datasets], notes),
-        unit="HU" if modality == "CT" else "",
-        origin_mm=tuple(origin) if origin is not None else None,  # type: ignore[arg-type]
-        direction=tuple(orientation.ravel()) if orientation is not None else None,
-        metadata=_display_metadata(ref),
-    )
+    source = _identifiers(ref, folder, "dicom-series", [ds.get("SOPInstanceUID", "") for ds in datasets], notes)
+    return _assemble(ref, volume, spacing, modality, window, source)
 
 
 def _sort_slices(datasets: list[Dataset], files: tuple[Path, ...], folder: Path) -> tuple[list[int], float, list[str]]:
