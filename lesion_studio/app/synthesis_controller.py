@@ -20,7 +20,6 @@ import numpy as np
 from PySide6.QtCore import QCoreApplication, QObject, QPointF, Qt, Signal
 from PySide6.QtGui import QPainterPath
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsRectItem
-import pyqtgraph as pg
 from skimage import measure
 
 from lesion_studio.app.preview_worker import LatestWinsWorker
@@ -155,18 +154,9 @@ class SynthesisController(QObject):
         self.shape_worker.failed.connect(lambda _id, exc: self.message.emit(f"Shape sampling failed: {exc}"))
 
         # Canvas feedback: the placed outline and the context crop of the preview.
-        self.outline = QGraphicsPathItem(canvas.image_item)
-        self.outline.setPen(pg.mkPen("#5ee0ff", width=1.5, cosmetic=True))
-        self.outline.setZValue(30)
-        self.outline.setVisible(False)
-        self.crop_rect = QGraphicsRectItem(canvas.image_item)
-        self.crop_rect.setPen(pg.mkPen("#ffd54a", width=1, cosmetic=True, style=Qt.PenStyle.DashLine))
-        self.crop_rect.setZValue(30)
-        self.crop_rect.setVisible(False)
-        self.split_line = QGraphicsPathItem(canvas.image_item)
-        self.split_line.setPen(pg.mkPen("#ffffff", width=1, cosmetic=True))
-        self.split_line.setZValue(31)
-        self.split_line.setVisible(False)
+        self.outline = canvas.feedback_item(QGraphicsPathItem, "#5ee0ff", z=30)
+        self.crop_rect = canvas.feedback_item(QGraphicsRectItem, "#ffd54a", z=30, width=1, dashed=True)
+        self.split_line = canvas.feedback_item(QGraphicsPathItem, "#ffffff", z=31, width=1)
 
         panel.modelChosen.connect(self.choose_model)
         panel.modeChosen.connect(self.set_mode)

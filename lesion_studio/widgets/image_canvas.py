@@ -108,13 +108,18 @@ class ImageCanvas(QWidget):
         self.view.viewport().installEventFilter(self)
 
         # Tool feedback drawn in image pixel coordinates (children follow the aspect transform).
-        self.brush_outline = QGraphicsEllipseItem(self.image_item)
-        self.brush_outline.setPen(pg.mkPen("#ffffff", width=1.5, cosmetic=True))
-        self.brush_outline.setZValue(20)
-        self.brush_outline.setVisible(False)
-        self.lasso_path = QGraphicsPathItem(self.image_item)
-        self.lasso_path.setPen(pg.mkPen("#ffd54a", width=1.5, cosmetic=True, style=Qt.PenStyle.DashLine))
-        self.lasso_path.setZValue(20)
+        self.brush_outline = self.feedback_item(QGraphicsEllipseItem, "#ffffff", z=20)
+        self.lasso_path = self.feedback_item(QGraphicsPathItem, "#ffd54a", z=20, dashed=True, visible=True)
+
+    def feedback_item(self, item_class, color: str, *, z: float, width: float = 1.5,
+                      dashed: bool = False, visible: bool = False):
+        """A path/shape item in image pixel coordinates with a screen-width pen (outlines, crops)."""
+        item = item_class(self.image_item)
+        style = Qt.PenStyle.DashLine if dashed else Qt.PenStyle.SolidLine
+        item.setPen(pg.mkPen(color, width=width, cosmetic=True, style=style))
+        item.setZValue(z)
+        item.setVisible(visible)
+        return item
 
     # ---------------------------------------------------------------- tools
 
