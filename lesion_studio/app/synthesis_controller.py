@@ -31,7 +31,7 @@ from lesion_studio.core.hashing import sha256_file
 from lesion_studio.core.mask_bank import MaskBank
 from lesion_studio.core.model_catalog import ModelInfo, scan_models
 from lesion_studio.core.shape_choice import centred_origin, footprint
-from lesion_studio.core.synthesis_plan import Blending, MaskSource, SynthesisRequest
+from lesion_studio.core.synthesis_plan import DEFAULT_FEATHER_PX, Blending, MaskSource, SynthesisRequest
 from lesion_studio.core.tool_state import ToolState
 from lesion_studio.core.view_state import ViewState
 from lesion_studio.widgets.image_canvas import ImageCanvas
@@ -40,7 +40,7 @@ from lesion_studio.widgets.synthesis_panel import SynthesisPanel
 N_SHAPES = 8
 DEFAULT_DIAMETER_MM = 10.0
 DEFAULT_DIAMETER_PX = 24.0
-HOLE_FEATHER_PX = 3.0
+HOLE_FEATHER_PX = DEFAULT_FEATHER_PX
 
 
 class ModelCache:
@@ -78,7 +78,9 @@ class ModelCache:
         key = str(stem)
         with self._lock:
             if key not in self._hashes:
-                self._hashes[key] = sha256_file(stem.with_name(stem.name + ".safetensors"))
+                weights = stem.with_name(stem.name + ".safetensors")
+                # a classical method has no weights: its identity (library hash) is in provenance
+                self._hashes[key] = sha256_file(weights) if weights.is_file() else f"classical:{stem.name}"
             return self._hashes[key]
 
 
@@ -423,10 +425,9 @@ class SynthesisController(QObject):
             mask_source = MaskSource(kind="existing")
             size, pose = {}, {}
         model_id = self.model.name if self.model else ""
-        # Inpaint/remove write the generated lesion with a feathered seam and keep the rest of
-        # the crop bit-identical (a resized-back crop would blur it); outpaint regenerates the
-        # surroundings, so it writes the whole crop as P1 does.
-        blending = Blending(region="crop") if self.mode == "outpaint" else Blending(region="hole", feather_px=HOLE_FEATHER_PX)
+        # The engine writes only the hole (inpaint/remove) or the regenerated surroundings
+        # (outpaint) plus this seam; batch export uses the same default.
+        blending = Blending(feather_px=HOLE_FEATHER_PX)
         requests = [
             SynthesisRequest(mode=self.mode, centre_rc=centre_rc, mask_source=mask_source, seed=int(s),
                              model_id=model_id, blending=blending, **size, **pose)
@@ -468,12 +469,13 @@ class SynthesisController(QObject):
             return None
         plane = image.plane(slice_index).copy()
         spacing = image.plane_spacing_mm
+        modality = image.modality
         model = self.model
         models = self.models
 
         def run():
             synthesizer = models.synthesizer(model.stem)
-            results = synthesizer(plane, requests, spacing_mm=spacing, **kwargs)
+            results = synthesizer(plane, requests, spacing_mm=spacing, modality=modality, **kwargs)
             return results, models.weights_hash(model.stem)
 
         self._pending = (slice_index, plane, kwargs.get("lesion_mask"), model)
@@ -508,7 +510,7 @@ class SynthesisController(QObject):
         self.panel.show_before(False)
         thumbs = []
         for result in results:
-            ctx = result.plan.context
+            ctx = result.box
             r0, c0 = max(0, ctx.row0), max(0, ctx.col0)
             thumbs.append(result.image[r0 : r0 + ctx.height, c0 : c0 + ctx.width])
         self.panel.show_variants(thumbs if len(results) > 1 else [], 0)
@@ -552,7 +554,7 @@ class SynthesisController(QObject):
         if self.showing_before:
             return self.preview.original
         if self.split_view:
-            ctx = result.plan.context
+            ctx = result.box
             split_col = ctx.col0 + ctx.width // 2
             shown = self.preview.original.copy()
             shown[:, :split_col] = result.image[:, :split_col]
@@ -572,7 +574,7 @@ class SynthesisController(QObject):
             return
         result = self.preview.results[self.preview.chosen]
         self.canvas.show_plane(self.displayed_plane(), levels, image.plane_spacing_mm)
-        ctx = result.plan.context
+        ctx = result.box
         self.crop_rect.setRect(ctx.col0, ctx.row0, ctx.width, ctx.height)
         self.crop_rect.setVisible(True)
         new_mask = result.plan.footprint

@@ -2,13 +2,16 @@
 
 Lobulated blobs: a radius `r(θ) = 1 + Σ a_k cos(kθ + φ_k)` with small random harmonics, the
 look of nodules and stones in the papers' figures. They are geometric, not learned, and the
-shape picker says so; a trained P3 shape generator replaces them when loaded.
+shape picker says so; a trained P3 shape generator replaces them when loaded. Each blob goes
+through `clean_shape` like every other shape source, so its outline is smoothed the same way.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from skimage.draw import polygon
+
+from lesion_studio.core.geometry.shape_cleanup import clean_shape
 
 BUILTIN_SHAPE_PX = 128
 
@@ -27,7 +30,7 @@ def lobulated_shape(seed: int, size_px: int = BUILTIN_SHAPE_PX) -> np.ndarray:
     mask = np.zeros((size_px, size_px), bool)
     rr, cc = polygon(rows, cols, mask.shape)
     mask[rr, cc] = True
-    return mask
+    return clean_shape(mask)
 
 
 def builtin_shapes(n: int, seed: int) -> list[np.ndarray]:

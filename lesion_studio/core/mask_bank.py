@@ -5,6 +5,10 @@ Every connected component of every input mask becomes one entry: scaled to `d_in
 on the 256² size-modulation canvas and stored at 128² (P3 §IV-A). The entry keeps its
 original diameter (in pixels, and in mm when the source had a spacing) so that synthesis can
 reuse real lesion sizes (P0 §IV-A places real cropped stones at their own size).
+
+Entries are clean shapes (`clean_shape`: one component, no holes, smooth outline): holes are
+filled before measuring and normalizing, the normalized entry is cleaned, banks written before
+version 2 are cleaned on load, and rotated draws are made whole again.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import numpy as np
 from lesion_studio.core.errors import MaskError
 from lesion_studio.core.geometry.crops import component_masks
 from lesion_studio.core.geometry.mask_transforms import P0_ROTATION_RANGE_DEG, rotate_flip_mask
+from lesion_studio.core.geometry.shape_cleanup import clean_shape, fill_holes, is_clean
 from lesion_studio.core.geometry.size_modulation import (
     P3_PATCH_PX,
     P3_SHAPE_PX,
@@ -29,7 +34,8 @@ from lesion_studio.core.geometry.size_modulation import (
 )
 
 BANK_FORMAT = "lesion-studio-mask-bank"
-BANK_VERSION = 1
+#: Version 2: every entry is a clean shape. Older banks are cleaned when loaded.
+BANK_VERSION = 2
 #: Components smaller than this carry no usable shape (a few pixels of annotation noise).
 MIN_COMPONENT_AREA_PX = 4
 
@@ -82,7 +88,11 @@ class MaskBank:
         min_area_px: int = MIN_COMPONENT_AREA_PX,
         out_px: int = P3_SHAPE_PX,
     ) -> "MaskBank":
-        """Build a bank from any binary masks: every 8-connected component is one entry."""
+        """Build a bank from any binary masks: every 8-connected component is one entry.
+
+        A component's holes are filled before it is measured and normalized, and the
+        normalized entry goes through `clean_shape`, so every entry is one solid shape.
+        """
         entries: list[np.ndarray] = []
         d_px: list[float] = []
         d_mm: list[float] = []
@@ -96,7 +106,8 @@ class MaskBank:
             for k, component in enumerate(component_masks(mask > 0)):
                 if int(component.sum()) < min_area_px:
                     continue
-                entries.append(normalize_training_mask(component, out_px=out_px))
+                component = fill_holes(component)
+                entries.append(clean_shape(normalize_training_mask(component, out_px=out_px)))
                 d_px.append(moment_diameter(component))
                 d_mm.append(moment_diameter(component, spacing) if spacing else float("nan"))
                 names.append(f"{name}#{k}")
@@ -153,8 +164,11 @@ class MaskBank:
             raise MaskError(f"not a mask bank (format {meta.get('format')!r})", path)
         if masks.ndim != 3 or masks.shape[1] != masks.shape[2]:
             raise MaskError(f"bank masks must be (N, S, S), got {masks.shape}", path)
+        masks = masks > 0
+        if int(meta.get("version", 1)) < 2 or not all(is_clean(m) for m in masks):
+            masks = _cleaned(masks)  # banks from before clean shapes, or edited by hand
         return cls(
-            masks=masks > 0, diameters_px=d_px, diameters_mm=d_mm, sources=sources,
+            masks=masks, diameters_px=d_px, diameters_mm=d_mm, sources=sources,
             d_init_px=float(meta.get("d_init_px", P3_TRAINING_D_INIT_PX)),
             patch_px=int(meta.get("patch_px", P3_PATCH_PX)),
         )
@@ -167,13 +181,19 @@ class MaskBank:
         flip_vertical: bool = False,
         flip_horizontal: bool = False,
     ) -> SampledMask:
-        """Entry `index` with the given flips and rotation (same canvas size as stored)."""
+        """Entry `index` with the given flips and rotation (same canvas size as stored).
+
+        A rotated entry goes through `clean_shape` without smoothing (the rotation already
+        resamples the outline as a coverage map), so a draw is always one solid shape.
+        """
         if not 0 <= index < len(self):
             raise MaskError(f"mask bank index {index} out of range (bank has {len(self)})")
         mask = rotate_flip_mask(
             self.masks[index], rotation_deg=rotation_deg, flip_vertical=flip_vertical,
             flip_horizontal=flip_horizontal, expand=False,
         )
+        if rotation_deg != 0 and mask.any():  # rotation resamples: keep the draw one solid shape
+            mask = clean_shape(mask, smooth_px=0)
         d_mm = float(self.diameters_mm[index])
         return SampledMask(
             mask=mask, index=int(index), rotation_deg=float(rotation_deg),
@@ -198,3 +218,12 @@ class MaskBank:
         rotation = float(rng.uniform(*rotation_range_deg))  # P0 §IV-A: U[−10°, 10°]
         flip_v, flip_h = (bool(b) for b in rng.integers(0, 2, size=2))  # P0 §IV-A flips
         return self.get(index, rotation_deg=rotation, flip_vertical=flip_v, flip_horizontal=flip_h)
+
+
+def _cleaned(masks: np.ndarray) -> np.ndarray:
+    """`clean_shape` of every non-empty entry of an `(N, S, S)` stack (empty ones stay empty)."""
+    out = masks.copy()
+    for i, mask in enumerate(masks):
+        if mask.any():
+            out[i] = clean_shape(mask)
+    return out

@@ -12,15 +12,39 @@ from lesion_studio.core.app_paths import data_dir
 
 CHECKPOINT_FORMAT = "lesion-studio-checkpoint"  # models/checkpoint.py writes this
 
-#: Which preview modes a generator family serves (texture/cascade/pix2pix inpaint and remove;
-#: the texture generator trained with inverted masks is the outpainter, P1's role).
+#: Which preview modes a family serves. Texture/cascade generators serve what they were
+#: trained for (`modes_of_checkpoint`: lesion inpainting by default, removal when trained on
+#: non-lesion holes); the texture generator trained with inverted masks is the outpainter
+#: (P1's role); the classical families need no weights (SPEC §4).
 MODES_BY_FAMILY: dict[str, tuple[str, ...]] = {
-    "texture": ("inpaint", "remove"),
-    "cascade": ("inpaint", "remove"),
+    "texture": ("inpaint",),
+    "cascade": ("inpaint",),
     "pix2pix": ("inpaint",),
     "outpaint": ("outpaint",),
     "shape": (),
+    "telea": ("remove",),
+    "navier-stokes": ("remove",),
+    "real-nodule": ("inpaint",),
 }
+#: Classical methods, always listed first: (family, description).
+CLASSICAL_MODELS: tuple[tuple[str, str], ...] = (
+    ("real-nodule", "Real LIDC-IDRI CT nodules (bundled library, never the benchmark's held-out "
+                    "patients) scaled to the requested diameter and blended: HU-aware in CT, "
+                    "projected along the beam in radiographs (NODE21 generation baseline)."),
+    ("telea", "OpenCV TELEA fill of the removal hole, on the image's own values."),
+    ("navier-stokes", "OpenCV Navier-Stokes fill of the removal hole, on the image's own values."),
+)
+
+
+def modes_of_checkpoint(family: str, meta: dict) -> tuple[str, ...]:
+    """The modes a checkpoint serves, from its JSON: a texture/cascade model trained with
+    `objective = "remove"` (non-lesion holes, P0 §III-A) removes, otherwise it inpaints."""
+    if family in ("texture", "cascade"):
+        config = meta.get("config") if isinstance(meta, dict) else None
+        model = config.get("model") if isinstance(config, dict) else None
+        objective = model.get("objective", "inpaint") if isinstance(model, dict) else "inpaint"
+        return ("remove",) if objective == "remove" else ("inpaint",)
+    return MODES_BY_FAMILY.get(family, ())
 
 
 @dataclass(frozen=True)
@@ -34,6 +58,8 @@ class ModelInfo:
     metrics: dict[str, float] = field(default_factory=dict)
     builtin: bool = False
     description: str = ""
+    modes_served: tuple[str, ...] | None = None
+    classical: bool = False
 
     @property
     def name(self) -> str:
@@ -41,17 +67,21 @@ class ModelInfo:
 
     @property
     def modes(self) -> tuple[str, ...]:
-        return MODES_BY_FAMILY.get(self.family, ())
+        return self.modes_served if self.modes_served is not None else MODES_BY_FAMILY.get(self.family, ())
 
     def serves(self, mode: str) -> bool:
         return mode in self.modes
 
     def label(self) -> str:
-        origin = "default" if self.builtin else "user"
+        if self.classical:
+            return f"{self.name} · classical, no weights ({'/'.join(self.modes)})"
+        origin = "default demo" if self.builtin else "user"
         return f"{self.name} · {self.family} · step {self.step} ({origin})"
 
     def summary(self) -> str:
         """Family, training data fingerprint and validation metrics, for the selector's tooltip."""
+        if self.classical:
+            return f"classical method (modes: {', '.join(self.modes)}); no training, no weights\n{self.description}"
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in sorted(self.metrics.items())) or "none recorded"
         fingerprint = self.dataset_fingerprint[:16] or "unknown"
         lines = [
@@ -85,10 +115,12 @@ def read_model_info(json_path: Path, builtin: bool = False) -> ModelInfo | None:
     stem = json_path.with_suffix("")
     if not stem.with_name(stem.name + ".safetensors").is_file():
         return None
+    family = str(meta.get("family", ""))
     metrics = {k: float(v) for k, v in (meta.get("metrics") or {}).items() if isinstance(v, (int, float))}
     return ModelInfo(
         stem=stem,
-        family=str(meta.get("family", "")),
+        family=family,
+        modes_served=modes_of_checkpoint(family, meta),
         step=int(meta.get("step", 0)),
         dataset_fingerprint=str(meta.get("dataset_fingerprint", "")),
         metrics=metrics,
@@ -97,9 +129,16 @@ def read_model_info(json_path: Path, builtin: bool = False) -> ModelInfo | None:
     )
 
 
+def classical_models() -> list[ModelInfo]:
+    """The classical methods (SPEC §4) as selector entries; their `stem` is the family name."""
+    return [ModelInfo(stem=Path(family), family=family, step=0, dataset_fingerprint="", builtin=True,
+                      description=text, classical=True) for family, text in CLASSICAL_MODELS]
+
+
 def scan_models(folders: list[Path] | None = None) -> list[ModelInfo]:
-    """Default models first, then user checkpoints (newest name order), skipping unreadable files."""
-    found: list[ModelInfo] = []
+    """Classical methods first, then default models, then user checkpoints (name order),
+    skipping unreadable files."""
+    found: list[ModelInfo] = classical_models()
     sources = [(builtin_models_dir(), True)] + [(f, False) for f in (folders if folders is not None else [user_models_dir()])]
     seen: set[Path] = set()
     for folder, builtin in sources:

@@ -3,8 +3,9 @@
 A `SynthesisRequest` is the typed value a user (GUI or batch config) asks for. `build_plan`
 resolves it against one image — draws what the request leaves to chance from its seed,
 shapes, scales and places the mask, and computes the P0 crops — into a `SynthesisPlan`. The
-plan then cuts the model inputs from an image and pastes the generator's output back; the
-GUI preview and the batch exporter run the same plan, and its JSON is the provenance record.
+synthesis engine (`core/synthesis_engine.py`) cuts the patch, runs a backend and pastes the
+hole back; the GUI preview and the batch exporter run the same engine, and the plan's JSON is
+part of the provenance record.
 
 Modes:
 - `inpaint`: a new lesion is generated inside the placed mask (P0 §IV-A, P3 §III-C);
@@ -31,17 +32,14 @@ from lesion_studio.core.geometry.crops import (
     PixelBox,
     component_masks,
     context_box,
-    extract_crop,
     lesion_bbox,
     p0_mask_crop,
-    paste_crop,
     paste_mask,
     place_footprint,
-    resize_image,
-    resize_mask,
 )
 from lesion_studio.core.geometry.mask_transforms import P0_ROTATION_RANGE_DEG, rotate_flip_mask
 from lesion_studio.core.geometry.nonlesion import removal_hole
+from lesion_studio.core.geometry.shape_cleanup import clean_shape
 from lesion_studio.core.geometry.size_modulation import (
     modulate_to_diameter,
     tight_crop,
@@ -51,7 +49,6 @@ from lesion_studio.core.mask_bank import MaskBank
 
 MODES = ("inpaint", "remove", "outpaint")
 MASK_SOURCES = ("bank", "generator", "drawn", "existing")
-PASTE_REGIONS = ("crop", "hole")
 PLAN_FORMAT = "lesion-studio-synthesis-plan"
 PLAN_VERSION = 1
 
@@ -75,21 +72,20 @@ class MaskSource:
             raise ConfigError(f"unknown mask source {self.kind!r}; expected one of {MASK_SOURCES}")
 
 
+#: Seam width of every paste (pixels): only the hole and this seam around it are written.
+DEFAULT_FEATHER_PX = 3.0
+#: Keys of older plans' blending records that no longer exist (the paste is always hole-only).
+_LEGACY_BLENDING_KEYS = ("region", "match_intensity")
+
+
 @dataclass(frozen=True)
 class Blending:
-    """How the generated crop goes back: seam feather, mean matching, and what is replaced.
+    """How the generated pixels go back: the hole (or, for outpaint, the regenerated
+    surroundings) plus a linear seam of `feather_px` pixels; nothing else changes."""
 
-    `region="crop"` replaces the whole context crop as P0 §IV-A does; `"hole"` only writes
-    the generated region (and a `feather_px` seam around it), keeping the rest of the crop.
-    """
-
-    feather_px: float = 0.0
-    match_intensity: bool = False
-    region: str = "crop"
+    feather_px: float = DEFAULT_FEATHER_PX
 
     def __post_init__(self) -> None:
-        if self.region not in PASTE_REGIONS:
-            raise ConfigError(f"unknown paste region {self.region!r}; expected {PASTE_REGIONS}")
         if not (self.feather_px >= 0 and math.isfinite(self.feather_px)):
             raise ConfigError(f"feather_px must be >= 0, got {self.feather_px}")
 
@@ -112,7 +108,7 @@ class SynthesisRequest:
     seed: int = 0
     model_id: str = ""
     blending: Blending = field(default_factory=Blending)
-    model_input_px: int = P0_MODEL_INPUT_PX  # P0 §IV-A: 128²
+    model_input_px: int = P0_MODEL_INPUT_PX  # recorded only: the backend sets the patch size
     context_factor: float = P0_CONTEXT_FACTOR  # P0 §III-A: 3·wm
     outpaint_keep_margin_px: int = 0
 
@@ -151,7 +147,8 @@ class SynthesisRequest:
             values = dict(data)
             values["centre_rc"] = tuple(values["centre_rc"])
             values["mask_source"] = MaskSource(**values["mask_source"])
-            values["blending"] = Blending(**values.get("blending", {}))
+            blending = {k: v for k, v in dict(values.get("blending", {})).items() if k not in _LEGACY_BLENDING_KEYS}
+            values["blending"] = Blending(**blending)
             return cls(**values)
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"not a synthesis request: {exc}") from exc
@@ -211,36 +208,6 @@ class SynthesisPlan:
         if self.request.mode == "outpaint":
             return outpaint_region(fp, keep_margin_px=self.request.outpaint_keep_margin_px)
         return fp
-
-    # -- running the plan ------------------------------------------------------------------
-    def model_inputs(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """`(crop, mask)` at the model's input size: float32 image units, bool region to generate."""
-        image = np.asarray(image)
-        if image.shape != tuple(self.image_shape):
-            raise MaskError(f"the plan is for a {self.image_shape} image, got {image.shape}")
-        size = (self.request.model_input_px, self.request.model_input_px)
-        crop = resize_image(extract_crop(image, self.context), size)
-        return crop, resize_mask(self.crop_generate_region(), size)
-
-    def paste(self, image: np.ndarray, generated: np.ndarray) -> np.ndarray:
-        """The image with the generated crop (model size, image units) pasted back; a copy."""
-        image = np.asarray(image)
-        if image.shape != tuple(self.image_shape):
-            raise MaskError(f"the plan is for a {self.image_shape} image, got {image.shape}")
-        generate = self.crop_generate_region()
-        blending = self.request.blending
-        outpaint = self.request.mode == "outpaint"
-        # inpaint/remove: match the crop around the hole, never fade the hole itself;
-        # outpaint: the generated part reaches the crop edge, so match the whole crop and
-        # let the seam fade at the crop edge; the lesion is restored bit-identically.
-        return paste_crop(
-            image, generated, self.context,
-            feather_px=blending.feather_px,
-            match_surroundings=blending.match_intensity,
-            hole=None if outpaint else generate,
-            keep=self.crop_footprint() if outpaint else None,
-            region=generate if blending.region == "hole" else None,
-        )
 
     def paste_mask(self, lesion_mask: np.ndarray) -> np.ndarray:
         """The ground truth after the plan: lesion added (inpaint), erased (remove), or kept."""
@@ -410,7 +377,7 @@ def build_plan(
         else:
             if source_mask is None or not np.any(source_mask):
                 raise MaskError(f"mask source {kind!r} needs a non-empty source_mask")
-            shape_mask = tight_crop(np.asarray(source_mask) > 0)
+            shape_mask = tight_crop(clean_shape(np.asarray(source_mask) > 0))
             if kind == "generator" and request.diameter_mm is None and request.diameter_px is None:
                 raise ConfigError("a generated shape needs diameter_mm or diameter_px (P3 §III-B)")
         if request.diameter_mm is not None:
@@ -433,6 +400,8 @@ def build_plan(
         row0 = int(math.floor(request.centre_rc[0] - footprint.shape[0] / 2.0 + 0.5))
         col0 = int(math.floor(request.centre_rc[1] - footprint.shape[1] / 2.0 + 0.5))
 
+    if kind != "existing":
+        footprint = clean_shape(footprint)  # one component, no holes, smooth edge
     footprint = np.ascontiguousarray(footprint, dtype=bool)
     placed = Box(float(row0), float(col0), float(footprint.shape[0]), float(footprint.shape[1]))
     tight = lesion_bbox(footprint)

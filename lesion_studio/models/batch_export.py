@@ -30,11 +30,12 @@ from lesion_studio.core.dataset import ITK_SUFFIXES, CaseRecord, Dataset, load_d
 from lesion_studio.core.errors import ConfigError, LesionStudioError
 from lesion_studio.core.export import coco, dicom_derived, manifest, nifti, nnunet, png
 from lesion_studio.core.export.atomic import remove_stale_temps, write_json
-from lesion_studio.core.export.config import BatchConfig, read_diameter_file
+from lesion_studio.core.export.config import CLASSICAL_FAMILIES, BatchConfig, read_diameter_file
 from lesion_studio.core.export.item import LESION_LABEL, ExportItem
 from lesion_studio.core.export.work import WorkItem, plan_items, shard, summary
 from lesion_studio.core.geometry.crops import component_masks
 from lesion_studio.core.mask_bank import MaskBank
+from lesion_studio.core.geometry.crops import P0_MODEL_INPUT_PX
 from lesion_studio.core.synthesis_plan import MaskSource, SynthesisRequest
 
 FAILURES = "failures.json"
@@ -59,26 +60,38 @@ class BatchResult:
 
 
 class _Models:
-    """Loads each synthesizer once, when an item first needs it."""
+    """Loads each synthesis engine (inpaint / remove / outpaint) once, when first needed."""
 
     def __init__(self, config: BatchConfig, device: str) -> None:
         self.config, self.device, self._cache = config, device, {}
+
+    def method(self, role: str) -> Path | str | None:
+        return {"inpaint": self.config.inpaint_checkpoint, "remove": self.config.remove_checkpoint,
+                "outpaint": self.config.outpaint_checkpoint}[role]
 
     def get(self, role: str):
         if role not in self._cache:
             from lesion_studio.models.inference import load_synthesizer
 
-            checkpoint = self.config.inpaint_checkpoint if role == "inpaint" else self.config.outpaint_checkpoint
+            method = self.method(role)
+            if method is None:
+                raise ConfigError(f"models.{role} is needed by this export and is not set")
             shape = self.config.shape_checkpoint if role == "inpaint" else None
-            synth = load_synthesizer(checkpoint, self.device, shape_checkpoint=shape)
-            self._cache[role] = (synth, checkpoint_identity(checkpoint, synth.identity))
+            synth = load_synthesizer(method, self.device, shape_checkpoint=shape)
+            if role not in synth.modes:
+                raise ConfigError(f"models.{role} = {str(method)!r} is a {synth.family} method, which serves "
+                                  f"{', '.join(synth.modes) or 'no synthesis mode'}, not {role}")
+            self._cache[role] = (synth, checkpoint_identity(method, synth.identity))
         return self._cache[role]
 
 
-def checkpoint_identity(stem: Path, identity: dict) -> dict[str, Any]:
-    """The model's identity plus the SHA-256 of its weights and JSON files."""
+def checkpoint_identity(stem: Path | str, identity: dict) -> dict[str, Any]:
+    """The model's identity plus the SHA-256 of its weights and JSON files (a classical
+    method has none: its identity already names the method and its data's hash)."""
     from lesion_studio.models.checkpoint import stem_of
 
+    if isinstance(stem, str) and stem in CLASSICAL_FAMILIES:
+        return {**identity, "classical": True}
     stem = stem_of(stem)
     out = dict(identity)
     out["weights_sha256"] = manifest.sha256_file(stem.with_name(stem.name + ".safetensors"))
@@ -184,8 +197,6 @@ class BatchExporter:
         records: list[dict] = []
         if item.kind == "real":
             return image, mask, records, {}
-        role = "outpaint" if item.kind == "outpaint" else "inpaint"
-        synth, identity = self.models.get(role)
         bank = self.bank()
         if item.kind == "outpaint":
             components = component_masks(mask)
@@ -199,29 +210,38 @@ class BatchExporter:
         else:
             from lesion_studio.core.augmentation_plan import plan_augmentation
 
+            inpaint_engine = self.models.get("inpaint")[0]
             plan = plan_augmentation(
                 image.shape, lesion_mask=mask, location_map=inputs["location_map"], bank=bank, seed=item.seed,
                 spacing_mm=spacing, diameters_mm=self.diameters_mm(item),
                 targets_per_image=self.config.targets_per_image,
-                remove_probability=self.config.remove_probability, model_input_px=synth.patch_px,
+                remove_probability=self.config.remove_probability,
+                model_input_px=inpaint_engine.patch_px or P0_MODEL_INPUT_PX,
             )
             requests = [step.request for step in plan.steps]
             if self.config.mask_source == "generator":
                 requests = [dataclasses.replace(r, mask_source=MaskSource("generator")) if r.mode == "inpaint" else r
                             for r in requests]
         current_image, current_mask = image, mask
+        used: dict[str, dict] = {}
         for request in requests:
-            result = synth(current_image, request, lesion_mask=current_mask, bank=bank, spacing_mm=spacing)
+            synth, identity = self.models.get(request.mode)
+            used[request.mode] = identity
+            result = synth(current_image, request, lesion_mask=current_mask, bank=bank, spacing_mm=spacing,
+                           modality=self.modality)
             current_image, current_mask = result.image, result.mask
             resolved = result.plan
             records.append({
-                "mode": request.mode, "centre_rc": list(request.centre_rc), "diameter_mm": request.diameter_mm,
+                "mode": request.mode, "family": synth.family, "centre_rc": list(request.centre_rc),
+                "diameter_mm": request.diameter_mm,
                 "diameter_px": request.diameter_px, "seed": int(request.seed),
-                "mask_source": request.mask_source.kind, "bank_index": resolved.bank_index,
+                "mask_source": resolved.request.mask_source.kind, "bank_index": resolved.bank_index,
                 "resolved_diameter": resolved.diameter, "resolved_diameter_unit": resolved.diameter_unit,
-                "rotation_deg": resolved.rotation_deg,
+                "rotation_deg": resolved.rotation_deg, "patch": result.provenance["patch"],
+                **({"intensity": result.provenance["intensity"]} if "intensity" in result.provenance else {}),
+                **({"shape_note": result.provenance["shape"]} if "shape" in result.provenance else {}),
             })
-        return current_image, current_mask, records, {role: identity}
+        return current_image, current_mask, records, used
 
     def export_item(self, item: WorkItem) -> list[Path]:
         # A stale record of an earlier config must not survive a failure of this attempt.
@@ -235,9 +255,8 @@ class BatchExporter:
             image, mask, params = augment(image, mask, preset(self.config.classic_preset), rng)
             classic = {"preset": self.config.classic_preset, **params.to_dict()}
         labels = (np.asarray(mask) > 0).astype(np.uint8) * LESION_LABEL
-        model_text = "; ".join(
-            f"{role} model {m.get('family')} step {m.get('step')} (weights sha256 {m['weights_sha256'][:16]})"
-            for role, m in models.items()) if models else "no model (real image copied)"
+        model_text = "; ".join(_describe_method(role, m) for role, m in models.items()) if models else \
+            "no model (real image copied)"
         export = ExportItem(
             item_id=item.item_id, image=np.asarray(image, dtype=np.float32), mask=labels,
             geometry=inputs["geometry"], spacing_mm=inputs["spacing"], modality=self.modality,
@@ -278,8 +297,11 @@ class BatchExporter:
         settings = {k: v for k, v in c.to_dict().items()
                     if k not in ("path", "output_dir", "formats", "nnunet_id", "nnunet_name", "nnunet_file_ending",
                                  "include_real", "per_image", "splits", "device")}
-        for key in ("inpaint_checkpoint", "outpaint_checkpoint", "shape_checkpoint"):
+        for key in ("inpaint_checkpoint", "remove_checkpoint", "outpaint_checkpoint", "shape_checkpoint"):
             stem = getattr(c, key)
+            if isinstance(stem, str):  # a classical method: its name (and the bundled data's hash)
+                settings[key] = stem if stem != "real-nodule" else f"real-nodule:{_nodule_library_sha256()}"
+                continue
             weights = None if stem is None else stem.with_name(stem.name + ".safetensors")
             settings[key] = manifest.sha256_file(weights) if weights is not None and weights.is_file() else None
         return manifest.settings_sha256(settings)
@@ -297,7 +319,10 @@ class BatchExporter:
         self.out.mkdir(parents=True, exist_ok=True)
         result = BatchResult(total=len(self.my_items()))
         pending = [i for i in self.my_items() if not self.is_done(i)]
-        for role in sorted({"outpaint" if i.kind == "outpaint" else "inpaint" for i in pending if i.kind != "real"}):
+        roles = {"outpaint" if i.kind == "outpaint" else "inpaint" for i in pending if i.kind != "real"}
+        if "inpaint" in roles and self.config.replace_remove:
+            roles.add("remove")
+        for role in sorted(roles):
             self.models.get(role)  # an unusable checkpoint stops the run here (exit 2), not per item
         for item in self.my_items():
             if self.is_done(item):
@@ -333,6 +358,21 @@ class BatchExporter:
             write_json(failures_path, sorted(failures, key=lambda f: f["item"]))
         else:
             failures_path.unlink(missing_ok=True)
+
+
+def _describe_method(role: str, identity: dict) -> str:
+    """One line per method for the derived files' description (DICOM ImageComments etc.)."""
+    if identity.get("classical"):
+        return f"{role}: classical {identity.get('family')} (no weights)"
+    return (f"{role} model {identity.get('family')} step {identity.get('step')} "
+            f"(weights sha256 {str(identity.get('weights_sha256', ''))[:16]})")
+
+
+def _nodule_library_sha256() -> str:
+    from lesion_studio.core.classical.nodule_library import default_library_path
+
+    path = default_library_path()
+    return manifest.sha256_file(path) if path.is_file() else "missing"
 
 
 def _gather(obj: Any, world_size: int) -> list[Any]:

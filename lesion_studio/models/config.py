@@ -32,6 +32,12 @@ from lesion_studio.core.errors import ConfigError
 
 #: Adversarial loss kinds understood by `models.losses.AdversarialLoss`.
 ADVERSARIAL_LOSSES = ("lsgan", "nonsaturating", "bce")
+#: Training objectives of the hole-filling families: `inpaint` paints lesions into lesion
+#: holes (P3 §III-C, P0 §III-B); `remove` fills non-lesion holes cut in lesion-free tissue
+#: with the tissue that was there (P0 §III-A, SPEC §1.2), which is what removing a lesion needs.
+OBJECTIVES = ("inpaint", "remove")
+#: Families that may train with `objective = "remove"` (outpainting keeps the lesion).
+REMOVE_FAMILIES = ("texture", "cascade")
 
 
 @dataclass
@@ -93,6 +99,7 @@ class TextureConfig:
     patch_px: int = 256  # P3 §III-C: 256² patches
     fill_value: float = 1.0  # P3 §III-C: I ⊙ (1 − M) + M (the top of the [-1, 1] range)
     invert_masks: bool = False  # True: outpainting (P1 §3.2), the lesion is kept
+    objective: str = "inpaint"  # inpaint: lesion holes (P3 §III-C) | remove: non-lesion holes (P0 §III-A)
     adversarial_loss: str = "lsgan"  # P3 §III-C
     l1_coarse_weight: float = 1.0  # P3 §III-C: all loss weights 1
     l1_refine_weight: float = 1.0  # P3 §III-C
@@ -135,6 +142,7 @@ class CascadeConfig:
     local_px: int = 48  # P0 §III-B
     patch_px: int = 128  # P0 §III-B: 128² input
     fill_value: float = 0.0  # P0 silent on the hole value; 0 is mid-grey in [-1, 1]
+    objective: str = "inpaint"  # inpaint: stone holes (P0 §III-B) | remove: non-stone holes (P0 §III-A)
     stage1_steps: int | None = None  # P0 §III-B: stage 1 on L1 only; None: first 20 % of run.steps
     adversarial_loss: str = "bce"  # P0 Eq. 3 (log-loss with a sigmoid patch map)
     adversarial_weight: float = 1.0  # P0 Eq. 7: λ1 = 1
@@ -330,5 +338,11 @@ def validate(config: TrainConfig, *, path: str | Path | None = None) -> None:
         bad("model.patch_px", f"must be a multiple of 16 and >= {min_px[model.family]}, got {model.patch_px}")
     if model.family == "shape" and model.patch_px != 2 ** round(math.log2(model.patch_px)):
         bad("model.patch_px", "the DCGAN needs a power of two")
+    objective = getattr(model, "objective", None)
+    if objective is not None:
+        if objective not in OBJECTIVES:
+            bad("model.objective", f"must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+        if objective == "remove" and model.family not in REMOVE_FAMILIES:
+            bad("model.objective", f"'remove' trains {' and '.join(REMOVE_FAMILIES)} models, not {model.family}")
     if model.family == "cascade" and model.patch_px < model.local_px:
         bad("model.local_px", f"{model.local_px} is larger than patch_px {model.patch_px}")

@@ -6,6 +6,10 @@
   mask crop) of each lesion, resized to `patch_px`; the region to generate is the lesion.
   The same crop the inference plan cuts (`SynthesisPlan.model_inputs`).
 - `outpaint` (P1 §3.2): the same crops with the region inverted: all but the lesion.
+- `texture`, `cascade` with `objective = "remove"` (P0 §III-A, SPEC §1.2): non-lesion holes in
+  lesion-free tissue of every image (lesion-free images and lesion-free parts of lesion
+  images, a margin away from any lesion); the target is the tissue that was there. The patch
+  is a `patch_px`² crop at the image's own pixel scale centred on the hole (`remove_patches`).
 - `pix2pix` (P2 §3.1): the whole image resized to `patch_px`, conditioned on its mask.
 
 Splits follow the dataset's per-case `split` (chosen per patient by the dataset author);
@@ -16,15 +20,18 @@ when it has no `val` cases, a seeded `val_fraction` of the training *patients* i
 from __future__ import annotations
 
 import hashlib
+import math
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from lesion_studio.core.dataset import CaseRecord, Dataset
-from lesion_studio.core.errors import ConfigError
+from lesion_studio.core.errors import ConfigError, MaskError
 from lesion_studio.core.geometry.composition import outpaint_region
 from lesion_studio.core.geometry.crops import (
+    PixelBox,
     component_masks,
     context_box,
     extract_crop,
@@ -33,7 +40,14 @@ from lesion_studio.core.geometry.crops import (
     resize_image,
     resize_mask,
 )
+from lesion_studio.core.geometry.nonlesion import (
+    P0_NONLESION_WIDTH_PX,
+    lesion_free_region,
+    sample_nonlesion_mask,
+    shaped_hole,
+)
 from lesion_studio.core.geometry.size_modulation import normalize_training_mask
+from lesion_studio.models.config import REMOVE_FAMILIES
 
 
 @dataclass(frozen=True)
@@ -55,18 +69,61 @@ class Normalizer:
         return {"lo": self.lo, "hi": self.hi}
 
 
+#: Non-lesion holes drawn per training image for `remove` (P0 balances 1,800 stone-free crops
+#: against 1,800 stone crops; lesion-studio draws a few per image, every image contributing).
+REMOVE_HOLES_PER_IMAGE = 4
+#: P0's [10, 50] px widths are native for images at least this wide; smaller images (phantoms,
+#: thumbnails) scale the range down with their size (lesion-studio's choice, P0 is silent).
+REMOVE_NATIVE_REFERENCE_PX = 256
+#: Distance (px, native) a non-lesion hole keeps from any lesion pixel; scaled like the widths.
+REMOVE_MARGIN_PX = 5
+#: Smallest hole width and margin after scaling (px).
+REMOVE_MIN_WIDTH_PX = 3
+REMOVE_MIN_MARGIN_PX = 2
+#: A hole wider than patch_px / 2 is cut from a larger crop downsampled by at most this factor.
+REMOVE_MAX_DOWNSAMPLE = 2.0
+
+
+@dataclass(frozen=True, eq=False)
+class HoleOrigin:
+    """Where a `remove` patch came from, in the image's own pixels.
+
+    `box` is the native crop (`patch_px · scale` wide, inside the image); the hole footprint
+    `hole` `(width_px, width_px)` sits at `(hole_row0, hole_col0)` of the image.
+    """
+
+    case_id: str
+    box: PixelBox
+    hole_row0: int
+    hole_col0: int
+    hole: np.ndarray
+
+    @property
+    def width_px(self) -> int:
+        return int(self.hole.shape[0])
+
+    def hole_in_image(self, shape: tuple[int, int]) -> np.ndarray:
+        """The hole as a full `(H, W)` bool mask of the image."""
+        out = np.zeros(shape, dtype=bool)
+        h, w = self.hole.shape
+        out[self.hole_row0 : self.hole_row0 + h, self.hole_col0 : self.hole_col0 + w] = self.hole
+        return out
+
+
 @dataclass
 class PatchSet:
     """Patches in model range: `images` `(N, 1, P, P)` in [-1, 1]; `masks` `(N, 1, P, P)` in {0, 1}.
 
     For inpainting families `masks` marks the pixels to generate; for `shape` `images` is the
-    target mask in {-1, 1}; for `pix2pix` `masks` is the condition.
+    target mask in {-1, 1}; for `pix2pix` `masks` is the condition. `origins` (objective
+    "remove" only) says where each patch and its hole lie in the source image.
     """
 
     images: torch.Tensor
     masks: torch.Tensor
     case_ids: list[str]
     patient_ids: list[str]
+    origins: list[HoleOrigin] | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -122,11 +179,134 @@ def lesion_context_patch(
     return crop, mask
 
 
+def remove_scale(image_shape: tuple[int, int]) -> float:
+    """How much smaller than native the P0 hole widths and margin are for an image (<= 1)."""
+    return min(1.0, min(int(image_shape[0]), int(image_shape[1])) / REMOVE_NATIVE_REFERENCE_PX)
+
+
+def remove_width_range(image_shape: tuple[int, int]) -> tuple[int, int]:
+    """Non-lesion hole widths (px, inclusive) for an image: P0's [10, 50], scaled when small."""
+    scale = remove_scale(image_shape)
+    low = max(int(round(P0_NONLESION_WIDTH_PX[0] * scale)), REMOVE_MIN_WIDTH_PX)
+    high = max(int(round(P0_NONLESION_WIDTH_PX[1] * scale)), low)
+    return low, high
+
+
+def remove_margin_px(image_shape: tuple[int, int]) -> int:
+    """Distance (px) every non-lesion hole keeps from any lesion pixel of the image."""
+    return max(int(math.ceil(REMOVE_MARGIN_PX * remove_scale(image_shape))), REMOVE_MIN_MARGIN_PX)
+
+
+def remove_crop_side(width_px: int, patch_px: int) -> int | None:
+    """Native side of the crop around a hole of `width_px`: `patch_px` when the hole fits
+    comfortably (width <= patch_px / 2), else up to 2·patch_px (downsampled into the patch so
+    the hole is patch_px / 2 wide); None when even that is not enough (the hole is skipped)."""
+    side = max(int(patch_px), 2 * int(width_px))
+    return side if side <= REMOVE_MAX_DOWNSAMPLE * patch_px else None
+
+
+def case_rng(seed: int, case_id: str) -> np.random.Generator:
+    """A random stream per (seed, case): the same patches whatever the order or subset of cases."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, zlib.crc32(case_id.encode())]))
+
+
+def remove_patches(
+    image: np.ndarray, lesion_mask: np.ndarray, patch_px: int, rng: np.random.Generator,
+    *, n_holes: int = REMOVE_HOLES_PER_IMAGE, case_id: str = "",
+) -> list[tuple[np.ndarray, np.ndarray, HoleOrigin]]:
+    """Non-lesion holes in lesion-free tissue of one image (P0 §III-A): `(crop, hole, origin)`.
+
+    Each hole has a width uniform in `remove_width_range` (capped at what a 2× downsampling
+    fits into the patch: drawing only widths that fit is the same as skipping the others),
+    a shape from `shaped_hole`, and a top-left uniform over the positions where its square
+    stays `remove_margin_px` away from every lesion and its crop stays inside the image (a
+    padded crop would mirror the hidden tissue into the context). `crop` float32 in image
+    units and `hole` bool are `(patch_px, patch_px)`; the target is the crop itself.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    lesion = np.asarray(lesion_mask, dtype=bool)
+    h, w = image.shape
+    low, high = remove_width_range(image.shape)
+    high = min(high, int(REMOVE_MAX_DOWNSAMPLE * patch_px) // 2)
+    if high < low:
+        return []
+    free = lesion_free_region(lesion, margin_px=remove_margin_px(image.shape))
+    out = []
+    for _ in range(n_holes):
+        width = int(rng.integers(low, high + 1))  # P0 §III-A: wm uniform in [10, 50] px (scaled)
+        side = remove_crop_side(width, patch_px)
+        if side is None or side > h or side > w:
+            continue
+        # a square top-left (r, c) whose crop fits: offset (side - width)//2 on each side
+        offset = (side - width) // 2
+        allowed = np.zeros_like(free)
+        allowed[offset : h - side + offset + width, offset : w - side + offset + width] = True
+        try:
+            placed = sample_nonlesion_mask(rng, free & allowed, width_range_px=(width, width))
+        except MaskError:
+            continue  # no lesion-free square of this width fits here
+        hole = shaped_hole(rng, width)
+        box = PixelBox(placed.row0 - offset, placed.col0 - offset, side, side)
+        crop = image[box.row0 : box.row1, box.col0 : box.col1]
+        local = np.zeros((side, side), dtype=bool)
+        local[offset : offset + width, offset : offset + width] = hole
+        if side != patch_px:  # a hole wider than patch_px / 2: downsample (at most 2×)
+            crop = resize_image(crop, (patch_px, patch_px))
+            local = resize_mask(local, (patch_px, patch_px))
+            if not local.any():
+                continue
+        origin = HoleOrigin(case_id=case_id, box=box, hole_row0=placed.row0, hole_col0=placed.col0, hole=hole)
+        out.append((crop.astype(np.float32, copy=True), local, origin))
+    return out
+
+
+def _stack(images: list, masks: list, case_ids: list, patients: list, n: int, origins: list | None = None) -> PatchSet:
+    if not images:
+        return PatchSet(torch.zeros(0, 1, n, n), torch.zeros(0, 1, n, n), [], [], [] if origins is not None else None)
+    return PatchSet(
+        images=torch.from_numpy(np.stack(images)[:, None].astype(np.float32)),
+        masks=torch.from_numpy(np.stack(masks)[:, None].astype(np.float32)),
+        case_ids=case_ids,
+        patient_ids=patients,
+        origins=origins,
+    )
+
+
+def build_remove_patches(
+    dataset: Dataset, cases: list[CaseRecord], patch_px: int, normalizer: Normalizer, *, seed: int = 0,
+) -> PatchSet:
+    """Non-lesion hole patches (objective "remove") from every case, lesion-free or not.
+
+    Holes avoid every lesion, whatever `run.lesion_label` selects: a hole over another kind
+    of lesion would teach the model to paint that lesion. Seeded per case (`case_rng`).
+    """
+    images, masks, case_ids, patients, origins = [], [], [], [], []
+    for case in cases:
+        image = dataset.read_image(case)
+        lesion_mask = dataset.read_mask(case)  # any nonzero label
+        for crop, hole, origin in remove_patches(image, lesion_mask, patch_px, case_rng(seed, case.case_id),
+                                                 case_id=case.case_id):
+            images.append(normalizer.to_model(crop))
+            masks.append(hole)
+            case_ids.append(case.case_id)
+            patients.append(case.patient_id)
+            origins.append(origin)
+    return _stack(images, masks, case_ids, patients, patch_px, origins)
+
+
 def build_patches(
     dataset: Dataset, cases: list[CaseRecord], model, normalizer: Normalizer, *, lesion_label: int = 0,
+    seed: int = 0,
 ) -> PatchSet:
-    """All training patches of `cases` for the family of `model` (a family config)."""
+    """All training patches of `cases` for the family of `model` (a family config).
+
+    `seed` draws the non-lesion holes of objective "remove" (other objectives draw nothing).
+    """
     family, n = model.family, model.patch_px
+    if getattr(model, "objective", "inpaint") == "remove":
+        if family not in REMOVE_FAMILIES:
+            raise ConfigError(f"model.objective: 'remove' is for {' and '.join(REMOVE_FAMILIES)} models, not {family}")
+        return build_remove_patches(dataset, cases, n, normalizer, seed=seed)
     images, masks, case_ids, patients = [], [], [], []
     for case in cases:
         if family != "pix2pix" and not case.has_lesion:
@@ -160,14 +340,7 @@ def build_patches(
                 masks.append(region)
             case_ids.append(case.case_id)
             patients.append(case.patient_id)
-    if not images:
-        return PatchSet(torch.zeros(0, 1, n, n), torch.zeros(0, 1, n, n), [], [])
-    return PatchSet(
-        images=torch.from_numpy(np.stack(images)[:, None].astype(np.float32)),
-        masks=torch.from_numpy(np.stack(masks)[:, None].astype(np.float32)),
-        case_ids=case_ids,
-        patient_ids=patients,
-    )
+    return _stack(images, masks, case_ids, patients, n)
 
 
 def batch_indices(n: int, batch_size: int, step: int, seed: int, rank: int = 0, world_size: int = 1) -> torch.Tensor:

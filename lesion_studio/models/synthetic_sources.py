@@ -97,8 +97,9 @@ class CheckpointSynthesisSource:
     `diameters_mm` when given, P3 §III-D) and the synthesizer applies them in order.
     Returns images in the dataset's units; the runner resizes and normalises them."""
 
-    checkpoint: Path
+    checkpoint: Path | str
     device: str = "cpu"
+    remove_method: str = "telea"  # removal steps when the checkpoint does not remove (SPEC §4.1)
 
     def synthesize(self, dataset, cases, n: int, seed: int, *, diameters_mm=None) -> list[tuple[np.ndarray, np.ndarray]]:
         from lesion_studio.core.augmentation_plan import plan_augmentation
@@ -108,6 +109,7 @@ class CheckpointSynthesisSource:
         if n == 0:
             return []
         synth = load_synthesizer(self.checkpoint, self.device)
+        remover = synth if "remove" in synth.modes else load_synthesizer(self.remove_method, self.device)
         lesion_cases = [c for c in cases if c.has_lesion]
         if not lesion_cases:
             raise ValueError("in-process synthesis needs training cases with lesion masks for its mask bank")
@@ -122,9 +124,10 @@ class CheckpointSynthesisSource:
             spacing = dataset.spacing_for(case)
             plan = plan_augmentation(image.shape, lesion_mask=mask, location_map=dataset.read_location_map(case),
                                      bank=bank, seed=int(rng.integers(2**31)), spacing_mm=spacing,
-                                     diameters_mm=diameters_mm, model_input_px=synth.patch_px)
+                                     diameters_mm=diameters_mm, model_input_px=synth.patch_px or 128)
             for step in plan.steps:
-                result = synth(image, step.request, lesion_mask=mask, bank=bank, spacing_mm=spacing)
+                engine = remover if step.request.mode == "remove" else synth
+                result = engine(image, step.request, lesion_mask=mask, bank=bank, spacing_mm=spacing)
                 image, mask = result.image, result.mask
             out.append((np.asarray(image, np.float32), np.asarray(mask, bool)))
         return out

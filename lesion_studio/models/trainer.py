@@ -388,9 +388,15 @@ class Trainer:
             normalizer = Normalizer(float(run.value_range[0]), float(run.value_range[1]))
         else:
             normalizer = dataset_value_range(dataset, train_cases)
-        train = build_patches(dataset, train_cases, model, normalizer, lesion_label=run.lesion_label)
-        val = build_patches(dataset, val_cases, model, normalizer, lesion_label=run.lesion_label)
+        # objective "remove" (P0 §III-A): train and validation holes both lie in lesion-free
+        # tissue, drawn from run.seed per case, so validation measures tissue filling too
+        train = build_patches(dataset, train_cases, model, normalizer, lesion_label=run.lesion_label, seed=run.seed)
+        val = build_patches(dataset, val_cases, model, normalizer, lesion_label=run.lesion_label, seed=run.seed)
         if len(train) == 0:
+            if getattr(model, "objective", "inpaint") == "remove":
+                raise ConfigError(
+                    f"model.objective: the training split of {dataset.root} gives no non-lesion holes "
+                    f"(images smaller than patch_px = {model.patch_px}, or no lesion-free tissue?)")
             raise ConfigError(f"the training split of {dataset.root} gives no {model.family} patches (no lesions?)")
         return train, val, normalizer, dataset_fingerprint(dataset)
 

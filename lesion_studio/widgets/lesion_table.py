@@ -1,4 +1,8 @@
-"""The lesion table: one row per lesion instance, measured in px and mm."""
+"""The lesion table: one row per lesion instance, measured in px and mm.
+
+Two diameters are shown side by side and their headers name the definition: the moment
+diameter (P3's d_init, what the size control sets) and the area-equivalent diameter.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,28 @@ from PySide6.QtWidgets import (
 
 from lesion_studio.core.annotation import LesionRecord
 
-COLUMNS = ("id", "class", "origin", "slice", "area px", "area mm²", "⌀ px", "⌀ mm", "centroid (x, y)", "bbox (x0, y0, x1, y1)")
+COLUMNS = (
+    "id", "class", "origin", "slice", "area px", "area mm²",
+    "Ø moment (px)", "Ø moment (mm)", "Ø area-eq. (px)", "Ø area-eq. (mm)",
+    "centroid (x, y)", "bbox (x0, y0, x1, y1)",
+)
+_MOMENT_TIP = (
+    "Moment diameter: mean of the major and minor axes of the ellipse with the lesion's "
+    "second moments (P3's d_init). This is the diameter the size control sets."
+)
+_AREA_TIP = (
+    "Area-equivalent diameter: the diameter of the circle with the lesion's area. "
+    "Smaller than the moment diameter for elongated or lobulated lesions."
+)
+_NO_SPACING = " Millimetres need a valid pixel spacing (— without one)."
+#: Header tooltips, by column title.
+COLUMN_TOOLTIPS = {
+    "Ø moment (px)": _MOMENT_TIP,
+    "Ø moment (mm)": _MOMENT_TIP + _NO_SPACING,
+    "Ø area-eq. (px)": _AREA_TIP,
+    "Ø area-eq. (mm)": _AREA_TIP + _NO_SPACING,
+    "area mm²": "Pixel count × row spacing × column spacing." + _NO_SPACING,
+}
 
 
 def _num(value: float | None, digits: int = 1) -> str:
@@ -35,6 +60,9 @@ class LesionTable(QWidget):
         super().__init__(parent)
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
+        for col, title in enumerate(COLUMNS):
+            if title in COLUMN_TOOLTIPS:
+                self.table.horizontalHeaderItem(col).setToolTip(COLUMN_TOOLTIPS[title])
         self.table.verticalHeader().setVisible(False)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -68,11 +96,14 @@ class LesionTable(QWidget):
                 r0, r1, c0, c1 = rec.bbox
                 values = (
                     rec.id, rec.class_name, rec.origin, rec.slice, rec.area_px, rec.area_mm2,
+                    rec.moment_diameter_px, rec.moment_diameter_mm,
                     rec.equivalent_diameter_px, rec.equivalent_diameter_mm,
                 )
                 texts = [
                     str(rec.id), rec.class_name, rec.origin, str(rec.slice), str(rec.area_px),
-                    _num(rec.area_mm2), _num(rec.equivalent_diameter_px), _num(rec.equivalent_diameter_mm, 2),
+                    _num(rec.area_mm2),
+                    _num(rec.moment_diameter_px), _num(rec.moment_diameter_mm, 2),
+                    _num(rec.equivalent_diameter_px), _num(rec.equivalent_diameter_mm, 2),
                     f"{cx:.1f}, {cy:.1f}", f"{c0}, {r0}, {c1}, {r1}",
                 ]
                 for col, text in enumerate(texts):

@@ -60,7 +60,7 @@ def test_place_a_shape_at_a_diameter_in_mm_then_accept_and_undo(window, qtbot, o
     syn = window.synthesis
     _use_model(window, checkpoints["texture"])
     syn.set_mode("inpaint")
-    syn.set_size(12.0)
+    syn.set_size(10.0)
     assert window.synthesis_panel.unit_label.text() == "mm"
     window.tools.update(tool="place")
     original = window.state.image.pixels.copy()
@@ -68,11 +68,12 @@ def test_place_a_shape_at_a_diameter_in_mm_then_accept_and_undo(window, qtbot, o
         _click(qtbot, window, 300, 200)
     preview = syn.preview
     result = preview.results[0]
-    # Only the context crop changes.
-    ctx = result.plan.context
+    # Only the hole and its feathered seam change.
+    from scipy import ndimage
+
     changed = window.canvas.image_item.image != original
-    inside = np.zeros_like(changed)
-    inside[max(0, ctx.row0) : ctx.row0 + ctx.height, max(0, ctx.col0) : ctx.col0 + ctx.width] = True
+    hole = result.plan.footprint_image()
+    inside = ndimage.distance_transform_edt(~hole) <= result.plan.request.blending.feather_px
     assert changed.any() and not (changed & ~inside).any()
     np.testing.assert_array_equal(window.state.image.pixels, original)  # nothing applied yet
 
@@ -81,11 +82,11 @@ def test_place_a_shape_at_a_diameter_in_mm_then_accept_and_undo(window, qtbot, o
     doc = window.document
     mask = doc.labels == label
     spacing = window.state.image.plane_spacing_mm
-    assert moment_diameter(mask, spacing) == pytest.approx(12.0, abs=max(spacing[0], 0.02 * 12.0))
+    assert moment_diameter(mask, spacing) == pytest.approx(10.0, abs=max(spacing[0], 0.02 * 10.0))
     meta = doc.lesion_meta(label)
     assert meta.origin == "synthetic"
     assert len(meta.provenance["model_sha256"]) == 64
-    assert meta.provenance["plan"]["request"]["diameter_mm"] == 12.0
+    assert meta.provenance["plan"]["request"]["diameter_mm"] == 10.0
     after = window.state.image.pixels.copy()
     assert not np.array_equal(after, original)
     window.annotations.flush()
@@ -105,7 +106,7 @@ def test_radiograph_without_spacing_works_in_pixels_and_says_so(window, qtbot, o
     open_and_wait(window, sample_file("RG1_UNCR.dcm"))
     syn = window.synthesis
     _use_model(window, checkpoints["texture"])
-    syn.set_size(60.0)
+    syn.set_size(18.0)
     assert window.synthesis_panel.unit_label.text() == "px"
     assert "no pixel spacing" in window.synthesis_panel.unit_note.text()
     window.tools.update(tool="place")
@@ -115,14 +116,14 @@ def test_radiograph_without_spacing_works_in_pixels_and_says_so(window, qtbot, o
         _click(qtbot, window, 900, 700)
     label = syn.accept()
     mask = window.document.labels == label
-    assert moment_diameter(mask) == pytest.approx(60.0, abs=max(1.0, 0.02 * 60))
+    assert moment_diameter(mask) == pytest.approx(18.0, abs=1.0)
 
 
 def test_before_after_toggle_split_view_and_reject(window, qtbot, open_and_wait, checkpoints) -> None:
     open_and_wait(window, sample_file("693_UNCR.dcm"))
     syn = window.synthesis
     _use_model(window, checkpoints["texture"])
-    syn.set_size(15.0)
+    syn.set_size(8.0)
     window.tools.update(tool="place")
     original = window.state.image.pixels.copy()
     with qtbot.waitSignal(syn.previewShown, timeout=60_000):
@@ -134,7 +135,7 @@ def test_before_after_toggle_split_view_and_reject(window, qtbot, open_and_wait,
     np.testing.assert_array_equal(window.canvas.image_item.image, synthetic)
     window.synthesis_panel.split_check.setChecked(True)
     shown = window.canvas.image_item.image
-    split = syn.preview.results[0].plan.context.col0 + syn.preview.results[0].plan.context.width // 2
+    split = syn.preview.results[0].box.col0 + syn.preview.results[0].box.width // 2
     np.testing.assert_array_equal(shown[:, split:], original[:, split:])
     np.testing.assert_array_equal(shown[:, :split], synthetic[:, :split])
     syn.reject()
@@ -147,7 +148,7 @@ def test_variants_run_several_seeds_and_one_is_picked(window, qtbot, open_and_wa
     open_and_wait(window, sample_file("693_UNCR.dcm"))
     syn = window.synthesis
     _use_model(window, checkpoints["texture"])
-    syn.set_size(15.0)
+    syn.set_size(8.0)
     window.tools.update(tool="place")
     with qtbot.waitSignal(syn.previewShown, timeout=60_000):
         _click(qtbot, window, 250, 250)
@@ -173,8 +174,9 @@ def test_remove_mode_fills_a_phantom_lesion(window, qtbot, checkpoints) -> None:
     doc = window.document
     doc.paint_mask(lesion_mask, 1)
     syn = window.synthesis
-    _use_model(window, checkpoints["texture"])
     syn.set_mode("remove")
+    syn.choose_model("telea")  # the classical default for removal; no weights
+    assert syn.model is not None and syn.model.classical
     window.tools.update(tool="place")
     rows, cols = np.nonzero(lesion_mask)
     from scipy import ndimage
@@ -244,7 +246,7 @@ def test_ui_stays_responsive_while_a_preview_runs(window, qtbot, open_and_wait, 
     open_and_wait(window, sample_file("693_UNCR.dcm"))
     syn = window.synthesis
     _use_model(window, checkpoints["texture"])
-    syn.set_size(20.0)
+    syn.set_size(8.0)
     syn.request_preview((250.0, 250.0))  # warm up: torch import and model load
     qtbot.waitUntil(lambda: syn.preview is not None, timeout=60_000)
     gaps: list[float] = []
@@ -276,7 +278,7 @@ def test_export_current_image_with_provenance(window, qtbot, open_and_wait, chec
     open_and_wait(window, sample_file("693_UNCR.dcm"))
     syn = window.synthesis
     _use_model(window, checkpoints["texture"])
-    syn.set_size(12.0)
+    syn.set_size(8.0)
     with qtbot.waitSignal(syn.previewShown, timeout=60_000):
         syn.request_preview((250.0, 250.0))
     label = syn.accept()
@@ -313,8 +315,8 @@ window = MainWindow(offer_recovery=False)
 window.show()
 assert "torch" not in sys.modules, "the main window must not import torch"
 names = [m.name for m in window.synthesis.catalog]
-assert {"demo_texture_inpaint", "demo_outpaint", "demo_shape"} <= set(names), names
-assert window.synthesis.model is not None and window.synthesis.model.builtin
+assert {"real-nodule", "telea", "demo_texture_inpaint", "demo_outpaint", "demo_shape"} <= set(names), names
+assert window.synthesis.model is not None and window.synthesis.model.name == "real-nodule", window.synthesis.model
 window.state.set_image(load_image(sample_file("693_UNCR.dcm")))
 window.show_viewer()
 window.synthesis.set_size(12.0)
@@ -346,3 +348,62 @@ def test_fresh_process_previews_with_the_default_model(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ACCEPTED" in result.stdout
     assert int(result.stdout.split("ACCEPTED")[1].split()[0]) > 0
+
+
+def test_gui_accept_and_batch_export_give_identical_pixels(window, qtbot, open_and_wait, tmp_path: Path,
+                                                           monkeypatch) -> None:
+    """One synthesis path: the request the GUI accepted, replayed by the batch exporter (its own
+    dataset reader, config, model loading and engine call), gives bit-identical pixels."""
+    from types import SimpleNamespace
+
+    from lesion_studio.core import augmentation_plan
+    from lesion_studio.core.dataset import load_dataset
+    from lesion_studio.core.export.config import load_batch_config
+    from lesion_studio.core.synthesis_plan import SynthesisRequest
+    from lesion_studio.models.batch_export import BatchExporter
+
+    data = tmp_path / "ct"
+    generate_phantom_dataset(data, "ct", 3, size_px=128)
+    dataset = load_dataset(data)
+    case = dataset.cases[0]
+    location = dataset.read_location_map(case) & ~dataset.read_mask(case)
+    rows, cols = np.nonzero(location)
+    centre = (float(rows[len(rows) // 2]), float(cols[len(cols) // 2]))
+    open_and_wait(window, case.image_path)
+    syn = window.synthesis
+    config = tmp_path / "batch.toml"
+    config.write_text(f'[input]\ndataset = "{data}"\n[synthesis]\nper_image = 1\n'
+                      f'[models]\ninpaint = "real-nodule"\nremove = "telea"\ndevice = "cpu"\n'
+                      f'[output]\ndir = "{tmp_path / "out"}"\nformats = ["nifti"]\n')
+    exporter = BatchExporter(load_batch_config(config))
+    item = next(i for i in exporter.items if i.case.case_id == case.case_id and i.kind != "real")
+    # the GUI's reader and the batch's dataset reader agree on the source pixels
+    np.testing.assert_array_equal(exporter.case_inputs(item.case)["image"], window.state.image.pixels)
+    lesion = np.zeros(case_shape := window.state.image.plane_shape, bool)
+    for method, mode in (("real-nodule", "inpaint"), ("telea", "remove")):
+        syn.set_mode(mode)
+        syn.choose_model(method)
+        syn.set_size(6.0)
+        syn.seed = 5
+        before = window.state.image.pixels.copy()
+        with qtbot.waitSignal(syn.previewShown, timeout=60_000):
+            syn.request_preview(centre)
+        result = syn.preview.results[0]
+        syn.accept()
+        gui_pixels = window.state.image.pixels.copy()
+        assert not np.array_equal(gui_pixels, before)
+        request = SynthesisRequest.from_dict(result.provenance["plan"]["request"])
+        monkeypatch.setattr(augmentation_plan, "plan_augmentation",
+                            lambda *a, **k: SimpleNamespace(steps=[SimpleNamespace(request=request)]))
+        inputs = dict(exporter.case_inputs(item.case))
+        inputs["image"], inputs["mask"] = before, lesion.copy()
+        batch_pixels, batch_mask, records, _ = exporter.synthesize(item, inputs)
+        np.testing.assert_array_equal(batch_pixels, gui_pixels)
+        assert records[0]["family"] == method and records[0]["mode"] == mode
+        if mode == "inpaint":
+            lesion = window.document.plane(0) > 0
+            np.testing.assert_array_equal(batch_mask, lesion)
+            assert lesion.any() and lesion.sum() < 0.05 * lesion.size
+        else:
+            assert not batch_mask.any() and not (window.document.plane(0) > 0).any()
+    assert case_shape == gui_pixels.shape

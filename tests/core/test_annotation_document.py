@@ -385,7 +385,28 @@ def test_table_matches_regionprops_and_unknown_spacing_gives_no_mm():
         assert row.equivalent_diameter_px == pytest.approx(p.equivalent_diameter_area)
         assert row.bbox == (p.bbox[0], p.bbox[2], p.bbox[1], p.bbox[3])
         assert row.centroid_rc == pytest.approx(p.centroid)
+        assert row.moment_diameter_px == pytest.approx((p.axis_major_length + p.axis_minor_length) / 2)
         assert row.area_mm2 is None and row.equivalent_diameter_mm is None
+        assert row.moment_diameter_mm is None
+
+
+def test_both_diameters_of_a_known_ellipse():
+    """Semi-axes 24 × 12 px: moment diameter ≈ 24 + 12 = 36, area-equivalent ≈ 2·sqrt(24·12)."""
+    from lesion_studio.core.geometry.size_modulation import moment_diameter
+    from tests.core._lesion_strategies import ellipse_mask
+
+    spacing = (0.5, 0.8)
+    mask = ellipse_mask((101, 121), (50, 60), (24, 12), 0.4)
+    doc = AnnotationDocument((101, 121), spacing_mm=spacing)
+    doc.paint_mask(mask, 1)
+    row = doc.lesion(1)
+    # the size control's definition, exactly (P3 d_init), and the disc of equal area
+    assert row.moment_diameter_px == pytest.approx(moment_diameter(mask), rel=1e-9)
+    assert row.moment_diameter_mm == pytest.approx(moment_diameter(mask, spacing), rel=1e-9)
+    assert row.moment_diameter_px == pytest.approx(36.0, rel=0.02)
+    assert row.equivalent_diameter_px == pytest.approx(2 * math.sqrt(24 * 12), rel=0.02)
+    assert row.equivalent_diameter_mm == pytest.approx(math.sqrt(4 * mask.sum() * 0.4 / math.pi))
+    assert row.moment_diameter_px > row.equivalent_diameter_px  # elongated: the two differ
 
 
 @settings(max_examples=40, deadline=None)

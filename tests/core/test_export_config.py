@@ -89,9 +89,21 @@ def test_required_keys_and_mode_dependent_checkpoints(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_batch_config(_write(tmp_path, text))
     message = str(info.value)
-    for key in ("input.dataset: is required", "models.inpaint: is required", "models.outpaint: is required",
+    for key in ("input.dataset: is required", "models.outpaint: is required",
                 "models.shape: is required", "output.dir: is required", "'fixed' needs diameters.values_mm"):
         assert key in message
+
+
+def test_methods_default_to_the_classical_winners_and_a_typo_names_the_choices(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    config = load_batch_config(_write(tmp_path, '[input]\ndataset = "data"\n[output]\ndir = "out"\n'))
+    assert config.inpaint_checkpoint == "real-nodule" and config.remove_checkpoint == "telea"
+    config = load_batch_config(_write(tmp_path, '[input]\ndataset = "data"\n[models]\nremove = "navier-stokes"\n'
+                                                '[output]\ndir = "out"\n'))
+    assert config.remove_checkpoint == "navier-stokes"
+    with pytest.raises(ConfigError, match="models.remove: 'telia' is neither a checkpoint .* nor a classical method"):
+        load_batch_config(_write(tmp_path, '[input]\ndataset = "data"\n[models]\nremove = "telia"\n'
+                                           '[output]\ndir = "out"\n'))
 
 
 def test_key_lines_follow_tables() -> None:

@@ -17,6 +17,14 @@ from typing import Any
 
 from lesion_studio.core.augmentation_plan import P0_TARGETS_PER_IMAGE, P0_VARIANTS_PER_IMAGE, REMOVE_PROBABILITY
 from lesion_studio.core.errors import ConfigError
+from lesion_studio.core.model_catalog import CLASSICAL_MODELS
+
+#: Classical methods a `[models]` key may name instead of a checkpoint (no weights, SPEC §4).
+CLASSICAL_FAMILIES = tuple(name for name, _ in CLASSICAL_MODELS)
+#: What a config gets when it names no method: the shipped methods that beat the learned demo
+#: models on held-out real images (docs/benchmarks.md, realism).
+DEFAULT_INPAINT_METHOD = "real-nodule"
+DEFAULT_REMOVE_METHOD = "telea"
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -37,7 +45,7 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "synthesis": ("per_image", "inpaint", "replace_remove", "outpaint_fraction", "targets_per_image",
                   "remove_probability", "mask_source"),
     "diameters": ("kind", "values_mm", "range_mm", "file"),
-    "models": ("inpaint", "outpaint", "shape", "device"),
+    "models": ("inpaint", "remove", "outpaint", "shape", "device"),
     "classic": ("preset",),
     "output": ("dir", "formats", "nnunet_id", "nnunet_name", "nnunet_file_ending", "include_real"),
 }
@@ -62,7 +70,7 @@ class BatchConfig:
     path: Path
     dataset: Path
     output_dir: Path
-    inpaint_checkpoint: Path | None
+    inpaint_checkpoint: Path | str | None  # a checkpoint stem, or a classical family name
     seed: int = 0
     splits: tuple[str, ...] = ()  # empty: every split
     mask_bank: Path | None = None
@@ -76,6 +84,7 @@ class BatchConfig:
     mask_source: str = "bank"
     diameters: DiameterSpec = field(default_factory=DiameterSpec)
     outpaint_checkpoint: Path | None = None
+    remove_checkpoint: Path | str | None = DEFAULT_REMOVE_METHOD
     shape_checkpoint: Path | None = None
     device: str = "auto"
     classic_preset: str = "none"
@@ -283,8 +292,22 @@ def parse_batch_config(data: dict[str, Any], *, path: Path, text: str = "", chec
             p.add("diameters.file", exc.reason)
     values["diameters"] = DiameterSpec(kind=kind, values_mm=values_mm or (), range_mm=range_mm, file=file)
 
-    needs_inpaint = values["inpaint"] or values["replace_remove"]
-    values["inpaint_checkpoint"] = as_path("models", "inpaint", required=needs_inpaint, what="checkpoint")
+    def as_method(key: str, default: str) -> Path | str | None:
+        value = get("models", key, default)
+        if isinstance(value, str) and value in CLASSICAL_FAMILIES:
+            return value
+        if value in ("", None):
+            return default
+        if isinstance(value, str) and check_files and "/" not in value and "\\" not in value:
+            resolved = _resolve(base, value)
+            if not resolved.exists() and not _checkpoint_exists(resolved, "checkpoint"):
+                p.add(f"models.{key}", f"{value!r} is neither a checkpoint ({resolved} not found) nor a classical "
+                                       f"method ({', '.join(CLASSICAL_FAMILIES)})")
+                return default
+        return as_path("models", key, what="checkpoint")
+
+    values["inpaint_checkpoint"] = as_method("inpaint", DEFAULT_INPAINT_METHOD)
+    values["remove_checkpoint"] = as_method("remove", DEFAULT_REMOVE_METHOD)
     values["outpaint_checkpoint"] = as_path("models", "outpaint", required=values["outpaint_fraction"] > 0,
                                             what="checkpoint")
     values["shape_checkpoint"] = as_path("models", "shape", required=values["mask_source"] == "generator",

@@ -208,13 +208,77 @@ def resize_image(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return cv2.resize(image, (cols, rows), interpolation=interpolation)
 
 
-def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Resize a binary mask to `(rows, cols)` by nearest neighbour; bool out."""
-    mask = np.asarray(mask).astype(np.uint8)
+def resize_soft_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize a mask as a coverage map to `(rows, cols)`; float32 in [0, 1] out.
+
+    Area averaging when shrinking (each output pixel is the fraction of it the mask covers),
+    bilinear when enlarging, so edges come out as fractions instead of staircases. Useful as
+    an alpha map, and the basis of `resize_mask`.
+    """
+    soft = np.asarray(mask).astype(np.float32)
+    if soft.ndim != 2:
+        raise MaskError(f"expected a 2D mask, got shape {soft.shape}")
+    rows, cols = int(shape[0]), int(shape[1])
+    if rows < 1 or cols < 1:
+        raise ValueError(f"cannot resize a mask to {rows}x{cols}")
+    if soft.shape == (rows, cols):
+        return soft.copy()
+    shrinking = rows * cols < soft.shape[0] * soft.shape[1]
+    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+    out = cv2.resize(soft, (cols, rows), interpolation=interpolation)
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def resize_mask(mask: np.ndarray, shape: tuple[int, int], *, method: str = "soft") -> np.ndarray:
+    """Resize a binary mask to `(rows, cols)`; bool out.
+
+    `method="soft"` (default) resizes the coverage map (`resize_soft_mask`) and keeps pixels
+    covered at least half: upsampled edges are smooth and the area is kept. A lesion (an
+    8-connected component) whose coverage stays under 0.5 everywhere is not dropped: its
+    best-covered pixel is kept, so small lesions survive shrinking. `method="nearest"` is
+    plain nearest neighbour (staircases; for callers that must match a paper's resampling).
+    """
+    mask = np.asarray(mask)
     rows, cols = int(shape[0]), int(shape[1])
     if mask.shape == (rows, cols):
         return mask.astype(bool)
-    return cv2.resize(mask, (cols, rows), interpolation=cv2.INTER_NEAREST).astype(bool)
+    if method == "nearest":
+        return cv2.resize(
+            mask.astype(np.uint8), (cols, rows), interpolation=cv2.INTER_NEAREST
+        ).astype(bool)
+    if method != "soft":
+        raise ValueError(f"unknown mask resize method {method!r} (use 'soft' or 'nearest')")
+    binary = mask.astype(bool)
+    soft = resize_soft_mask(binary, (rows, cols))
+    out = soft >= 0.5
+    if binary.any():
+        _keep_lost_components(binary, soft, out)
+    return out
+
+
+def _keep_lost_components(binary: np.ndarray, soft: np.ndarray, out: np.ndarray) -> None:
+    """Set, in place, the best-covered output pixel of each input component that `out` lost."""
+    labels, n = ndimage.label(binary, structure=np.ones((3, 3), dtype=bool))
+    scale_r = out.shape[0] / binary.shape[0]
+    scale_c = out.shape[1] / binary.shape[1]
+    for index, found in enumerate(ndimage.find_objects(labels)):
+        if found is None:
+            continue
+        r0 = min(int(np.floor(found[0].start * scale_r)), out.shape[0] - 1)
+        c0 = min(int(np.floor(found[1].start * scale_c)), out.shape[1] - 1)
+        r1 = max(int(np.ceil(found[0].stop * scale_r)), r0 + 1)
+        c1 = max(int(np.ceil(found[1].stop * scale_c)), c0 + 1)
+        if out[r0:r1, c0:c1].any():
+            continue
+        if n > 1:  # coverage of this component alone, so a neighbour's cannot stand in for it
+            piece = labels[found] == index + 1
+            local = np.zeros(binary.shape, dtype=bool)
+            local[found] = piece
+            window = resize_soft_mask(local, out.shape)[r0:r1, c0:c1]
+        else:
+            window = soft[r0:r1, c0:c1]
+        best = np.unravel_index(int(np.argmax(window)), window.shape)
+        out[r0 + best[0], c0 + best[1]] = True
 
 
 def feather_weights(shape: tuple[int, int], feather_px: float) -> np.ndarray:

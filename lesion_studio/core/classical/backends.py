@@ -1,0 +1,142 @@
+"""Classical synthesis backends: no weights, always available (SPEC §4).
+
+- `FillBackend("telea" | "navier-stokes")`: removes a lesion by filling its hole with OpenCV
+  inpainting on the image's own values;
+- `RealNoduleBackend`: inserts a real LIDC nodule from the bundled library, in HU into CT
+  (SPEC §4.2) or as a projected template into a radiograph (SPEC §4.3).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from lesion_studio.core.classical.ct_insertion import insert_ct_nodule
+from lesion_studio.core.classical.fill import fill_hole
+from lesion_studio.core.classical.nodule_library import NoduleLibrary
+from lesion_studio.core.classical.radiograph_insertion import (
+    ASSUMED_FIELD_MM,
+    insert_radiograph_nodule,
+)
+from lesion_studio.core.errors import ConfigError
+from lesion_studio.core.geometry.size_modulation import moment_diameter
+from lesion_studio.core.synthesis_backend import IMAGE_KINDS, Patch
+
+if TYPE_CHECKING:
+    from lesion_studio.core.mask_bank import MaskBank
+    from lesion_studio.core.synthesis_plan import SynthesisPlan
+
+CLASSICAL_FAMILIES = ("telea", "navier-stokes", "real-nodule")
+#: Patch side = ceil(CONTEXT × mask-crop side) + MARGIN (image pixels, native scale).
+CONTEXT_FACTOR = 3.0
+MARGIN_PX = 8
+DEFAULT_FILL_RADIUS_PX = 3.0
+
+
+def _native_geometry(plan: "SynthesisPlan") -> tuple[int, float]:
+    side = max(plan.mask_crop.width, plan.mask_crop.height)
+    return int(math.ceil(CONTEXT_FACTOR * side)) + MARGIN_PX, 1.0
+
+
+class FillBackend:
+    """Lesion removal by OpenCV inpainting (TELEA or Navier-Stokes), SPEC §4.1."""
+
+    modes: tuple[str, ...] = ("remove",)
+    learned: bool = False
+
+    def __init__(self, method: str = "telea", radius_px: float = DEFAULT_FILL_RADIUS_PX) -> None:
+        if method not in ("telea", "navier-stokes"):
+            raise ConfigError(f"unknown fill method {method!r}; expected 'telea' or 'navier-stokes'")
+        self.family = method
+        self.method = method
+        self.radius_px = float(radius_px)
+        self.identity: dict[str, Any] = {
+            "family": method, "method": method, "radius_px": self.radius_px, "classical": True,
+        }
+
+    def patch_geometry(self, plan: "SynthesisPlan") -> tuple[int, float]:
+        """Three mask crops of context plus a margin, at native scale."""
+        return _native_geometry(plan)
+
+    def shape_bank(self, image_kind: str) -> "MaskBank | None":
+        return None
+
+    def fill(self, patches: Sequence[Patch]) -> list[np.ndarray]:
+        """Each patch with its region inpainted from the pixels around it."""
+        return [fill_hole(p.pixels, p.region, self.method, self.radius_px) for p in patches]
+
+
+class RealNoduleBackend:
+    """Insertion of real CT nodules from the bundled library (SPEC §4.2, §4.3)."""
+
+    family = "real-nodule"
+    modes: tuple[str, ...] = ("inpaint",)
+    learned: bool = False
+
+    def __init__(self, library: NoduleLibrary | None = None) -> None:
+        self.library = library if library is not None else NoduleLibrary.load()
+        self.identity: dict[str, Any] = {
+            "family": self.family, "classical": True,
+            "library_file": self.library.path.name,
+            "library_sha256": self.library.sha256,
+            "library_count": len(self.library),
+            "ct_blend": "HU replacement, Gaussian-softened footprint",
+            "radiograph_blend": "DRR template added as attenuation (NODE21 baseline contrast)",
+        }
+
+    def patch_geometry(self, plan: "SynthesisPlan") -> tuple[int, float]:
+        """Three mask crops of context plus a margin, at native scale."""
+        return _native_geometry(plan)
+
+    def shape_bank(self, image_kind: str) -> "MaskBank | None":
+        """Axial nodule masks for CT, projected masks for radiographs (entry i = nodule i)."""
+        if image_kind not in IMAGE_KINDS:
+            raise ConfigError(f"unknown image kind {image_kind!r}; expected one of {IMAGE_KINDS}")
+        return self.library.shape_bank("axial" if image_kind == "ct" else "projected")
+
+    def _index(self, patch: Patch) -> int:
+        index = patch.plan.bank_index
+        return int(index) if index is not None else patch.seed % len(self.library)
+
+    def fill(self, patches: Sequence[Patch]) -> list[np.ndarray]:
+        """Each patch with a real nodule inserted over its footprint."""
+        return [self._fill_one(p) for p in patches]
+
+    def _fill_one(self, patch: Patch) -> np.ndarray:
+        plan = patch.plan
+        pose = {"rotation_deg": plan.rotation_deg, "flip_vertical": plan.flip_vertical,
+                "flip_horizontal": plan.flip_horizontal}
+        index = self._index(patch)
+        if not np.any(patch.footprint):
+            return np.asarray(patch.pixels, dtype=np.float32).copy()
+        if patch.image_kind == "ct":
+            hu, mask = self.library.axial(index)
+            return insert_ct_nodule(patch.pixels, patch.footprint, hu, mask, **pose)
+        if patch.image_kind == "radiograph":
+            template, mask = self.library.projected(index)
+            return insert_radiograph_nodule(
+                patch.pixels, patch.footprint, template, mask,
+                diameter_mm=_footprint_diameter_mm(patch), image_range=patch.image_range, **pose,
+            )
+        raise ConfigError(f"unknown image kind {patch.image_kind!r}; expected one of {IMAGE_KINDS}")
+
+
+def _footprint_diameter_mm(patch: Patch) -> float:
+    """The footprint's diameter in mm; without a spacing, a chest field of ~400 mm is assumed."""
+    spacing = patch.spacing_mm
+    if spacing is None:
+        shape = patch.plan.image_shape
+        px = ASSUMED_FIELD_MM / float(max(shape))
+        spacing = (px * patch.scale, px * patch.scale)
+    return moment_diameter(patch.footprint, spacing)
+
+
+def classical_backend(family: str) -> FillBackend | RealNoduleBackend:
+    """The classical backend of a family name in `CLASSICAL_FAMILIES`."""
+    if family in ("telea", "navier-stokes"):
+        return FillBackend(family)
+    if family == "real-nodule":
+        return RealNoduleBackend()
+    raise ConfigError(f"unknown classical family {family!r}; expected one of {CLASSICAL_FAMILIES}")

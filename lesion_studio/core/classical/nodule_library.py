@@ -1,0 +1,179 @@
+"""The bundled library of real CT lung nodules (LIDC-IDRI via LUNA16 / NODE21), 1 mm voxels.
+
+Built by `scripts/build_nodule_library.py` from the `library` split only (the held-out scans
+are listed in `resources/nodules/split.json`). Each nodule is a 3D HU crop `(z, y, x)` and its
+mask. Two 2D views feed the classical inserters:
+
+- `axial(i)`: the axial slice where the mask is largest (CT insertion, SPEC §4.2);
+- `projected(i)`: a DRR-style template along the anterior-posterior axis (y), SPEC §4.3, for
+  frontal radiographs. Rows are flipped so the patient's head is up: LUNA16 volumes are read
+  with z increasing towards the head (LPS +z = superior), so row 0 of the view is the most
+  superior slice. Columns keep x (patient's right on the viewer's left, as in a PA film).
+
+`shape_bank(view)` gives the view's masks as a `MaskBank` with entry i = nodule i.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from lesion_studio.core.errors import MaskError
+from lesion_studio.core.mask_bank import MaskBank
+
+RESOURCE_DIR = Path(__file__).resolve().parents[2] / "resources" / "nodules"
+DEFAULT_LIBRARY_PATH = RESOURCE_DIR / "real_nodules.npz"
+SPLIT_PATH = RESOURCE_DIR / "split.json"
+LIBRARY_FORMAT = "lesion-studio-nodule-library"
+VIEWS = ("axial", "projected")
+_KEYS = {"images", "masks", "offsets", "shapes", "names", "series_uids", "diameter_mm", "meta"}
+
+#: SPEC §4.3 (NODE21 baseline `generate_2d`): HU window, shift, scale and β.
+DRR_HU_WINDOW = (-500.0, 400.0)
+DRR_HU_SHIFT = 1024.0
+DRR_SCALE = 1000.0
+DRR_BETA = 0.85
+
+
+def clean_mask(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected component of a 2D mask with its holes filled (bool).
+
+    One nodule must give exactly one shape, so that bank entry i stays nodule i.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
+    if n == 0:
+        return mask.copy()
+    if n > 1:
+        sizes = ndimage.sum(mask, labels, index=np.arange(1, n + 1))
+        mask = labels == (int(np.argmax(sizes)) + 1)
+    return ndimage.binary_fill_holes(mask)
+
+
+def drr_template(volume_hu: np.ndarray, mask: np.ndarray, axis: int = 1) -> np.ndarray:
+    """SPEC §4.3 template: voxels outside the mask set to the crop minimum, HU clipped to
+    [−500, 400], +1024, /1000, ×0.85, clipped at 1; mean of exp(value) along `axis`."""
+    hu = np.asarray(volume_hu, dtype=np.float64).copy()
+    hu[~np.asarray(mask, dtype=bool)] = hu.min()
+    value = (np.clip(hu, *DRR_HU_WINDOW) + DRR_HU_SHIFT) / DRR_SCALE * DRR_BETA
+    return np.exp(np.minimum(value, 1.0)).mean(axis=axis).astype(np.float32)
+
+
+class NoduleLibrary:
+    """Real CT nodules with their masks, sources and diameters; read-only."""
+
+    def __init__(self, data: dict[str, np.ndarray], path: Path) -> None:
+        self.path = path
+        self._images = data["images"]
+        self._masks = data["masks"]
+        self._offsets = data["offsets"].astype(np.int64)
+        self._shapes = data["shapes"].astype(np.int64)
+        self.names: tuple[str, ...] = tuple(str(s) for s in data["names"])
+        self.series_uids: tuple[str, ...] = tuple(str(s) for s in data["series_uids"])
+        self.diameter_mm = data["diameter_mm"].astype(np.float64)
+        self._banks: dict[str, MaskBank] = {}
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "NoduleLibrary":
+        """Read a library file (default: the bundled one); MaskError naming the file otherwise."""
+        path = Path(path) if path is not None else DEFAULT_LIBRARY_PATH
+        if not path.is_file():
+            raise MaskError(
+                "the real-nodule library is missing; rebuild it with scripts/build_nodule_library.py",
+                path,
+            )
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                missing = _KEYS - set(npz.files)
+                if missing:
+                    raise MaskError(f"not a nodule library: missing {sorted(missing)}", path)
+                data = {k: npz[k] for k in _KEYS}
+            meta = json.loads(str(data["meta"]))
+        except MaskError:
+            raise
+        except (OSError, ValueError, KeyError, EOFError, json.JSONDecodeError) as exc:
+            raise MaskError(f"cannot read the nodule library: {exc}", path) from exc
+        if meta.get("format") != LIBRARY_FORMAT:
+            raise MaskError(f"not a nodule library (format {meta.get('format')!r})", path)
+        n = len(data["names"])
+        offsets, shapes = data["offsets"], data["shapes"]
+        if (len(offsets) != n + 1 or shapes.shape != (n, 3) or len(data["series_uids"]) != n
+                or len(data["diameter_mm"]) != n or int(offsets[-1]) != data["images"].size
+                or data["masks"].size != data["images"].size
+                or not np.array_equal(np.diff(offsets), np.prod(shapes, axis=1))):
+            raise MaskError("the nodule library is inconsistent (sizes disagree)", path)
+        return cls(data, path)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @cached_property
+    def sha256(self) -> str:
+        """Hash of the library file, for provenance."""
+        digest = hashlib.sha256()
+        with open(self.path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+
+    def _check(self, index: int) -> int:
+        if not 0 <= int(index) < len(self):
+            raise MaskError(f"nodule index {index} out of range (library has {len(self)})", self.path)
+        return int(index)
+
+    def volume(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """`(hu, mask)`: the 3D crop `(z, y, x)` int16 HU at 1 mm and its bool mask."""
+        i = self._check(index)
+        sl = slice(int(self._offsets[i]), int(self._offsets[i + 1]))
+        shape = tuple(int(v) for v in self._shapes[i])
+        return self._images[sl].reshape(shape), self._masks[sl].reshape(shape) > 0
+
+    def axial(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """`(hu, mask)`: float32 HU of the axial slice with the largest mask area, and its
+        cleaned mask (one component, holes filled)."""
+        hu, mask = self.volume(index)
+        z = int(np.argmax(mask.sum(axis=(1, 2))))
+        return hu[z].astype(np.float32), clean_mask(mask[z])
+
+    def projected(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """`(template, mask)`: the SPEC §4.3 DRR template along the AP axis (rows = z, head
+        up; columns = x) and the projected mask (any voxel along AP), cleaned."""
+        hu, mask = self.volume(index)
+        template = drr_template(hu, mask, axis=1)[::-1]
+        return np.ascontiguousarray(template), clean_mask(mask.any(axis=1)[::-1])
+
+    def view(self, index: int, view: str) -> tuple[np.ndarray, np.ndarray]:
+        """`axial(index)` or `projected(index)` by name."""
+        if view not in VIEWS:
+            raise MaskError(f"unknown nodule view {view!r}; expected one of {VIEWS}")
+        return self.axial(index) if view == "axial" else self.projected(index)
+
+    def shape_bank(self, view: str) -> MaskBank:
+        """The view's masks as a mask bank, entry i = nodule i, spacing 1 mm (cached)."""
+        if view not in VIEWS:
+            raise MaskError(f"unknown nodule view {view!r}; expected one of {VIEWS}")
+        if view not in self._banks:
+            masks = [self.view(i, view)[1] for i in range(len(self))]
+            bank = MaskBank.from_masks(
+                masks, spacings_mm=[(1.0, 1.0)] * len(masks), sources=list(self.names)
+            )
+            if len(bank) != len(self):
+                raise MaskError(
+                    f"the {view} shape bank has {len(bank)} entries for {len(self)} nodules", self.path
+                )
+            self._banks[view] = bank
+        return self._banks[view]
+
+
+def heldout_series_uids(path: str | Path | None = None) -> frozenset[str]:
+    """The series UIDs kept out of the library (benchmarks and training must exclude them)."""
+    path = Path(path) if path is not None else SPLIT_PATH
+    try:
+        return frozenset(json.loads(path.read_text())["heldout_series_uids"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise MaskError(f"cannot read the nodule split: {exc}", path) from exc
