@@ -64,6 +64,18 @@ def _file_dialog_filter() -> str:
     return ";;".join(parts)
 
 
+#: Who the shipped data come from (CC BY requires the credit wherever the data are used).
+DATA_ATTRIBUTION_HTML = (
+    "<b>Real-nodule library</b>: CT nodules from the LIDC-IDRI database (CC BY 3.0) via LUNA16 "
+    "(CC BY 4.0) and the NODE21 generation baseline (Apache-2.0). Armato SG III et al., Med Phys "
+    "38(2):915-931, 2011; Armato SG III et al., TCIA 2015, doi:10.7937/K9/TCIA.2015.LO9QL9SX; "
+    "Clark K et al., J Digit Imaging 2013; Setio AAA et al., Med Image Anal 2017; Sogancioglu E "
+    "et al., NODE21, IEEE TMI 2024. The authors acknowledge the National Cancer Institute and the "
+    "Foundation for the National Institutes of Health and their critical role in the creation of "
+    "the free publicly available LIDC/IDRI Database. Full text: resources/nodules/ATTRIBUTION.md."
+)
+
+
 class MainWindow(QMainWindow):
     """Top-level window. Domain state lives in `self.state`; widgets only render it."""
 
@@ -428,7 +440,7 @@ class MainWindow(QMainWindow):
             self,
             "About lesion-studio",
             f"<b>lesion-studio {__version__}</b><br>Paint, sample and synthesize lesions in "
-            f"radiographs and CT.<br>Models run on: {self.device}",
+            f"radiographs and CT.<br>Models run on: {self.device}<br><br>{DATA_ATTRIBUTION_HTML}",
         )
 
     # ------------------------------------------------------------------ status

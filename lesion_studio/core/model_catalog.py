@@ -30,7 +30,8 @@ MODES_BY_FAMILY: dict[str, tuple[str, ...]] = {
 CLASSICAL_MODELS: tuple[tuple[str, str], ...] = (
     ("real-nodule", "Real LIDC-IDRI CT nodules (bundled library, never the benchmark's held-out "
                     "patients) scaled to the requested diameter and blended: HU-aware in CT, "
-                    "projected along the beam in radiographs (NODE21 generation baseline)."),
+                    "projected along the beam in radiographs (NODE21 generation baseline). Each "
+                    "nodule brings its own shape: the shape picker only previews the size."),
     ("telea", "OpenCV TELEA fill of the removal hole, on the image's own values."),
     ("navier-stokes", "OpenCV Navier-Stokes fill of the removal hole, on the image's own values."),
 )

@@ -369,9 +369,8 @@ def _describe_method(role: str, identity: dict) -> str:
 
 
 def _nodule_library_sha256() -> str:
-    from lesion_studio.core.classical.nodule_library import default_library_path
+    from lesion_studio.core.classical.nodule_library import DEFAULT_LIBRARY_PATH as path
 
-    path = default_library_path()
     return manifest.sha256_file(path) if path.is_file() else "missing"
 
 

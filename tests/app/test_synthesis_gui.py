@@ -366,9 +366,12 @@ def test_gui_accept_and_batch_export_give_identical_pixels(window, qtbot, open_a
     generate_phantom_dataset(data, "ct", 3, size_px=128)
     dataset = load_dataset(data)
     case = dataset.cases[0]
-    location = dataset.read_location_map(case) & ~dataset.read_mask(case)
-    rows, cols = np.nonzero(location)
-    centre = (float(rows[len(rows) // 2]), float(cols[len(cols) // 2]))
+    from scipy import ndimage
+
+    free = (dataset.read_location_map(case) > 0.5) & ~ndimage.binary_dilation(dataset.read_mask(case), iterations=4)
+    depth = ndimage.distance_transform_edt(free)  # the lung point farthest from its edge and any lesion
+    r, c = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    centre = (float(r), float(c))
     open_and_wait(window, case.image_path)
     syn = window.synthesis
     config = tmp_path / "batch.toml"

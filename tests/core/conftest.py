@@ -17,7 +17,7 @@ def real_images():
     from lesion_studio.core.imageio import load_image
 
     return {
-        "png": load_image(DATA / "cxr_nih_00000001_000.png"),
+        "png": load_image(DATA / "nih_cxr_00000001_000.png"),
         "cr": load_image(get_testdata_file("RG1_UNCR.dcm")),
         "ct": load_image(get_testdata_file("CT_small.dcm")),
     }

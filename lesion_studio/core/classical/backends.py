@@ -83,7 +83,7 @@ class RealNoduleBackend:
             "library_sha256": self.library.sha256,
             "library_count": len(self.library),
             "ct_blend": "HU replacement, Gaussian-softened footprint",
-            "radiograph_blend": "DRR template added as attenuation (NODE21 baseline contrast)",
+            "radiograph_blend": "DRR template + 0.3 projected thickness, added as attenuation (NODE21 baseline contrast)",
         }
 
     def patch_geometry(self, plan: "SynthesisPlan") -> tuple[int, float]:
@@ -118,7 +118,8 @@ class RealNoduleBackend:
             template, mask = self.library.projected(index)
             return insert_radiograph_nodule(
                 patch.pixels, patch.footprint, template, mask,
-                diameter_mm=_footprint_diameter_mm(patch), image_range=patch.image_range, **pose,
+                diameter_mm=_footprint_diameter_mm(patch), image_range=patch.image_range,
+                thickness=self.library.projected_thickness(index), **pose,
             )
         raise ConfigError(f"unknown image kind {patch.image_kind!r}; expected one of {IMAGE_KINDS}")
 

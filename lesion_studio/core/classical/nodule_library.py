@@ -147,6 +147,11 @@ class NoduleLibrary:
         template = drr_template(hu, mask, axis=1)[::-1]
         return np.ascontiguousarray(template), clean_mask(mask.any(axis=1)[::-1])
 
+    def projected_thickness(self, index: int) -> np.ndarray:
+        """Mask voxels crossed along the AP axis (mm), in the same frame as `projected`."""
+        _, mask = self.volume(index)
+        return np.ascontiguousarray(mask.sum(axis=1)[::-1].astype(np.float32))
+
     def view(self, index: int, view: str) -> tuple[np.ndarray, np.ndarray]:
         """`axial(index)` or `projected(index)` by name."""
         if view not in VIEWS:

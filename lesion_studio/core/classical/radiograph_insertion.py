@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import ndimage
 
 from lesion_studio.core.classical.ct_insertion import (
     contrast_ring,
@@ -41,6 +42,11 @@ ASSUMED_FIELD_MM = 400.0
 #: Largest peak added, as a fraction of the image's range: the real nodular opacities of the
 #: pydicom-data chest CR `RG1_UNCR.dcm` (~25-30 mm) peak at 0.05-0.19 of its range.
 MAX_PEAK_FRACTION = 0.2
+#: Share of the nodule's projected thickness mixed into the template: the SPEC's clip at
+#: −500 HU hides ground-glass tissue entirely, which leaves part-solid nodules as specks.
+THICKNESS_WEIGHT = 0.3
+#: Projection blur of the template (source px, 1 mm): a DRR is not sharper than a detector.
+TEMPLATE_BLUR_PX = 0.5
 
 
 def size_factor(diameter_mm: float) -> float:
@@ -65,6 +71,7 @@ def insert_radiograph_nodule(
     *,
     diameter_mm: float,
     image_range: tuple[float, float],
+    thickness: np.ndarray | None = None,
     rotation_deg: float = 0.0,
     flip_vertical: bool = False,
     flip_horizontal: bool = False,
@@ -72,19 +79,28 @@ def insert_radiograph_nodule(
     """Add a nodule's DRR template over `footprint` of a radiograph patch (float32, own units).
 
     `image_range` is the image's robust (low, high) range; larger values are denser.
+    `thickness` (template-sized, mm of nodule along the ray) adds a `THICKNESS_WEIGHT` share
+    of the nodule's body, so ground-glass parts stay faintly visible.
     """
     bg = np.asarray(background, dtype=np.float32)
     footprint = np.asarray(footprint, dtype=bool)
     if bg.shape != footprint.shape:
         raise MaskError(f"patch {bg.shape} and footprint {footprint.shape} differ in shape")
+    template = np.asarray(template, dtype=np.float32)
+    floor = float(np.min(template))
+    t_src = (template - floor) / max(float(np.max(template)) - floor, 1e-6)
+    if thickness is not None:
+        body = np.asarray(thickness, dtype=np.float32) * np.asarray(template_mask, dtype=bool)
+        body = body / max(float(body.max()), 1e-6)
+        t_src = (1.0 - THICKNESS_WEIGHT) * t_src + THICKNESS_WEIGHT * body
+    t_src = ndimage.gaussian_filter(t_src, TEMPLATE_BLUR_PX)
     posed, posed_mask = pose_view(
-        template, template_mask, rotation_deg=rotation_deg,
+        t_src, template_mask, rotation_deg=rotation_deg,
         flip_vertical=flip_vertical, flip_horizontal=flip_horizontal,
     )
-    rendered = resample_to_footprint(posed, posed_mask, footprint)
-    floor = float(np.min(template))
-    peak = float(np.max(rendered[footprint])) if footprint.any() else floor
-    t = np.clip((rendered - floor) / max(peak - floor, 1e-6), 0.0, 1.0)
+    rendered = np.maximum(resample_to_footprint(posed, posed_mask, footprint), 0.0)
+    peak = float(np.max(rendered[footprint])) if footprint.any() else 0.0
+    t = np.clip(rendered / max(peak, 1e-6), 0.0, 1.0)
     t = t * soft_alpha(footprint)
     if footprint.any():  # every footprint pixel a little denser, so the mask is all nodule
         t[footprint] = np.maximum(t[footprint], 0.05)
