@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -30,13 +31,15 @@ def main() -> int:
     window.side_tabs.setCurrentIndex(1)
     syn = window.synthesis
     syn.set_mode("inpaint")
-    syn.set_size(70.0)
+    syn.choose_model("demo_texture_inpaint")  # the learned demo model (64 px input: at most ~26 px)
+    syn.set_size(24.0)
     window.tools.update(tool="place")
     done = []
     syn.previewShown.connect(lambda: done.append(True))
     syn.request_preview((820.0, 1240.0))
-    while not done:
+    while not done:  # a busy processEvents() loop crashes PySide6 6.x ('none_dealloc')
         app.processEvents()
+        time.sleep(0.01)
     window.canvas.zoom_at(2.2, window.canvas.view.mapFromScene(window.canvas.pixel_to_scene(820, 1240)))
     for _ in range(10):
         app.processEvents()

@@ -22,6 +22,8 @@ MODES_BY_FAMILY: dict[str, tuple[str, ...]] = {
     "pix2pix": ("inpaint",),
     "outpaint": ("outpaint",),
     "shape": (),
+    "auto-fill": ("remove",),
+    "texture-fill": ("remove",),
     "telea": ("remove",),
     "navier-stokes": ("remove",),
     "real-nodule": ("inpaint",),
@@ -32,6 +34,10 @@ CLASSICAL_MODELS: tuple[tuple[str, str], ...] = (
                     "patients) scaled to the requested diameter and blended: HU-aware in CT, "
                     "projected along the beam in radiographs (NODE21 generation baseline). Each "
                     "nodule brings its own shape: the shape picker only previews the size."),
+    ("auto-fill", "The best classical fill per case (benchmarks/realism.py): the texture fill for "
+                  "radiographs and CT holes over 16 px, TELEA for small CT holes."),
+    ("texture-fill", "A smooth biharmonic base plus the fine texture of a nearby donor region, "
+                     "blended seamlessly: no flat disc, no star streaks."),
     ("telea", "OpenCV TELEA fill of the removal hole, on the image's own values."),
     ("navier-stokes", "OpenCV Navier-Stokes fill of the removal hole, on the image's own values."),
 )

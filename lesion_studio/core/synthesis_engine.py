@@ -203,8 +203,9 @@ class SynthesisEngine:
         own = self.backend.shape_bank(kind) if req.mode == "inpaint" else None
         if own is not None:
             if req.mask_source.kind != "bank" or bank is not own:
-                notes["shape"] = (f"{self.backend.family} inserts real lesions with their own shapes; "
-                                  f"the requested {req.mask_source.kind!r} shape was not used")
+                if src is not None or bank is not None:
+                    notes["shape"] = (f"{self.backend.family} inserts real lesions with their own shapes; "
+                                      f"the requested {req.mask_source.kind!r} shape was not used")
                 index = req.mask_source.bank_index if (req.mask_source.kind == "bank" and bank is own) else None
                 req = dataclasses.replace(req, mask_source=MaskSource("bank", bank_index=index,
                                                                       label=f"{self.backend.family} library"))

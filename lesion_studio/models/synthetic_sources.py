@@ -99,7 +99,7 @@ class CheckpointSynthesisSource:
 
     checkpoint: Path | str
     device: str = "cpu"
-    remove_method: str = "telea"  # removal steps when the checkpoint does not remove (SPEC §4.1)
+    remove_method: str = "auto-fill"  # removal steps when the checkpoint does not remove (SPEC §4.1)
 
     def synthesize(self, dataset, cases, n: int, seed: int, *, diameters_mm=None) -> list[tuple[np.ndarray, np.ndarray]]:
         from lesion_studio.core.augmentation_plan import plan_augmentation

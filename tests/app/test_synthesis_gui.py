@@ -175,7 +175,7 @@ def test_remove_mode_fills_a_phantom_lesion(window, qtbot, checkpoints) -> None:
     doc.paint_mask(lesion_mask, 1)
     syn = window.synthesis
     syn.set_mode("remove")
-    syn.choose_model("telea")  # the classical default for removal; no weights
+    syn.choose_model("auto-fill")  # the classical default for removal; no weights
     assert syn.model is not None and syn.model.classical
     window.tools.update(tool="place")
     rows, cols = np.nonzero(lesion_mask)
@@ -376,14 +376,14 @@ def test_gui_accept_and_batch_export_give_identical_pixels(window, qtbot, open_a
     syn = window.synthesis
     config = tmp_path / "batch.toml"
     config.write_text(f'[input]\ndataset = "{data}"\n[synthesis]\nper_image = 1\n'
-                      f'[models]\ninpaint = "real-nodule"\nremove = "telea"\ndevice = "cpu"\n'
+                      f'[models]\ninpaint = "real-nodule"\nremove = "auto-fill"\ndevice = "cpu"\n'
                       f'[output]\ndir = "{tmp_path / "out"}"\nformats = ["nifti"]\n')
     exporter = BatchExporter(load_batch_config(config))
     item = next(i for i in exporter.items if i.case.case_id == case.case_id and i.kind != "real")
     # the GUI's reader and the batch's dataset reader agree on the source pixels
     np.testing.assert_array_equal(exporter.case_inputs(item.case)["image"], window.state.image.pixels)
     lesion = np.zeros(case_shape := window.state.image.plane_shape, bool)
-    for method, mode in (("real-nodule", "inpaint"), ("telea", "remove")):
+    for method, mode in (("real-nodule", "inpaint"), ("auto-fill", "remove")):
         syn.set_mode(mode)
         syn.choose_model(method)
         syn.set_size(6.0)

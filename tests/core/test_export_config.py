@@ -97,7 +97,7 @@ def test_required_keys_and_mode_dependent_checkpoints(tmp_path: Path) -> None:
 def test_methods_default_to_the_classical_winners_and_a_typo_names_the_choices(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
     config = load_batch_config(_write(tmp_path, '[input]\ndataset = "data"\n[output]\ndir = "out"\n'))
-    assert config.inpaint_checkpoint == "real-nodule" and config.remove_checkpoint == "telea"
+    assert config.inpaint_checkpoint == "real-nodule" and config.remove_checkpoint == "auto-fill"
     config = load_batch_config(_write(tmp_path, '[input]\ndataset = "data"\n[models]\nremove = "navier-stokes"\n'
                                                 '[output]\ndir = "out"\n'))
     assert config.remove_checkpoint == "navier-stokes"

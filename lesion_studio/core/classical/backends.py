@@ -1,7 +1,8 @@
 """Classical synthesis backends: no weights, always available (SPEC §4).
 
 - `FillBackend("telea" | "navier-stokes")`: removes a lesion by filling its hole with OpenCV
-  inpainting on the image's own values;
+  inpainting on the image's own values; `FillBackend("texture")` (family "texture-fill") fills
+  it with a smooth biharmonic base plus real texture from a nearby donor region;
 - `RealNoduleBackend`: inserts a real LIDC nodule from the bundled library, in HU into CT
   (SPEC §4.2) or as a projected template into a radiograph (SPEC §4.3).
 """
@@ -28,7 +29,14 @@ if TYPE_CHECKING:
     from lesion_studio.core.mask_bank import MaskBank
     from lesion_studio.core.synthesis_plan import SynthesisPlan
 
-CLASSICAL_FAMILIES = ("telea", "navier-stokes", "real-nodule")
+CLASSICAL_FAMILIES = ("auto-fill", "telea", "navier-stokes", "texture-fill", "real-nodule")
+#: Fill method of each fill family ("texture" is taken by the learned texture generator).
+_FILL_FAMILIES = {"telea": "telea", "navier-stokes": "navier-stokes", "texture-fill": "texture", "auto-fill": "auto"}
+#: `auto-fill` uses TELEA for CT holes up to this area-equivalent diameter (px) — where it has
+#: the best masked PSNR and its smooth fill is invisible — and the texture fill otherwise
+#: (radiographs, larger CT holes: TELEA leaves a flat star-streaked disc there). Measured in
+#: docs/benchmarks.md (realism).
+AUTO_TELEA_MAX_CT_HOLE_PX = 16.0
 #: Patch side = ceil(CONTEXT × mask-crop side) + MARGIN (image pixels, native scale).
 CONTEXT_FACTOR = 3.0
 MARGIN_PX = 8
@@ -41,19 +49,23 @@ def _native_geometry(plan: "SynthesisPlan") -> tuple[int, float]:
 
 
 class FillBackend:
-    """Lesion removal by OpenCV inpainting (TELEA or Navier-Stokes), SPEC §4.1."""
+    """Lesion removal by hole filling, SPEC §4.1: OpenCV inpainting (TELEA or Navier-Stokes) or
+    the texture-preserving fill ("texture", family "texture-fill")."""
 
     modes: tuple[str, ...] = ("remove",)
     learned: bool = False
 
     def __init__(self, method: str = "telea", radius_px: float = DEFAULT_FILL_RADIUS_PX) -> None:
-        if method not in ("telea", "navier-stokes"):
-            raise ConfigError(f"unknown fill method {method!r}; expected 'telea' or 'navier-stokes'")
-        self.family = method
+        if method in ("texture-fill", "auto-fill"):
+            method = method.split("-")[0]
+        if method not in ("telea", "navier-stokes", "texture", "auto"):
+            raise ConfigError(f"unknown fill method {method!r}; expected 'telea', 'navier-stokes', "
+                              "'texture' or 'auto'")
+        self.family = {"texture": "texture-fill", "auto": "auto-fill"}.get(method, method)
         self.method = method
         self.radius_px = float(radius_px)
         self.identity: dict[str, Any] = {
-            "family": method, "method": method, "radius_px": self.radius_px, "classical": True,
+            "family": self.family, "method": method, "radius_px": self.radius_px, "classical": True,
         }
 
     def patch_geometry(self, plan: "SynthesisPlan") -> tuple[int, float]:
@@ -63,9 +75,20 @@ class FillBackend:
     def shape_bank(self, image_kind: str) -> "MaskBank | None":
         return None
 
+    def method_for(self, patch: Patch) -> str:
+        """The fill method a patch gets (`auto`: by image kind and hole size)."""
+        if self.method != "auto":
+            return self.method
+        hole_px = 2.0 * math.sqrt(float(np.count_nonzero(patch.region)) / math.pi)
+        small_ct = patch.image_kind == "ct" and hole_px <= AUTO_TELEA_MAX_CT_HOLE_PX
+        return "telea" if small_ct else "texture"
+
+    def fill_info(self, patch: Patch) -> dict[str, Any]:
+        return {"fill_method": self.method_for(patch)}
+
     def fill(self, patches: Sequence[Patch]) -> list[np.ndarray]:
         """Each patch with its region inpainted from the pixels around it."""
-        return [fill_hole(p.pixels, p.region, self.method, self.radius_px) for p in patches]
+        return [fill_hole(p.pixels, p.region, self.method_for(p), self.radius_px) for p in patches]
 
 
 class RealNoduleBackend:
@@ -136,8 +159,8 @@ def _footprint_diameter_mm(patch: Patch) -> float:
 
 def classical_backend(family: str) -> FillBackend | RealNoduleBackend:
     """The classical backend of a family name in `CLASSICAL_FAMILIES`."""
-    if family in ("telea", "navier-stokes"):
-        return FillBackend(family)
+    if family in _FILL_FAMILIES:
+        return FillBackend(_FILL_FAMILIES[family])
     if family == "real-nodule":
         return RealNoduleBackend()
     raise ConfigError(f"unknown classical family {family!r}; expected one of {CLASSICAL_FAMILIES}")

@@ -64,6 +64,33 @@ def drr_template(volume_hu: np.ndarray, mask: np.ndarray, axis: int = 1) -> np.n
     return np.exp(np.minimum(value, 1.0)).mean(axis=axis).astype(np.float32)
 
 
+#: Shape-bank masks are upsampled to about this many pixels before they are normalised: a
+#: 1 mm nodule mask is 5-20 px wide, and scaling it to a 100 px lesion by nearest neighbour
+#: gives staircase outlines.
+SMOOTH_OUTLINE_PX = 96
+#: The projected outline: nodule thickness (blurred by this many 1 mm voxels) at least this
+#: share of its maximum.
+PROJECTED_OUTLINE_SIGMA = 0.7
+PROJECTED_OUTLINE_LEVEL = 0.2
+SMOOTH_OUTLINE_SIGMA = 0.6
+
+
+def smooth_outline(mask: np.ndarray, target_px: int = SMOOTH_OUTLINE_PX) -> tuple[np.ndarray, float]:
+    """`(mask upsampled with a smooth outline, factor k)`: the coverage map is blurred by a
+    fraction of a source pixel, enlarged bicubically and thresholded at 0.5 (so its new pixels
+    are 1/k mm)."""
+    import cv2
+
+    mask = np.pad(np.asarray(mask, dtype=bool), 2)
+    k = max(1.0, float(target_px) / max(mask.shape))
+    soft = ndimage.gaussian_filter(mask.astype(np.float32), SMOOTH_OUTLINE_SIGMA)
+    size = (max(1, round(mask.shape[1] * k)), max(1, round(mask.shape[0] * k)))
+    big = cv2.resize(soft, size, interpolation=cv2.INTER_CUBIC) >= 0.5
+    if not big.any():
+        return clean_mask(mask), 1.0
+    return clean_mask(big), k
+
+
 class NoduleLibrary:
     """Real CT nodules with their masks, sources and diameters; read-only."""
 
@@ -145,7 +172,11 @@ class NoduleLibrary:
         up; columns = x) and the projected mask (any voxel along AP), cleaned."""
         hu, mask = self.volume(index)
         template = drr_template(hu, mask, axis=1)[::-1]
-        return np.ascontiguousarray(template), clean_mask(mask.any(axis=1)[::-1])
+        # The outline is where the nodule is thick enough to show: "any voxel along AP" keeps
+        # one-voxel fringes whose blocky outline then cuts the opacity with straight edges.
+        thickness = ndimage.gaussian_filter(mask.sum(axis=1)[::-1].astype(np.float32), PROJECTED_OUTLINE_SIGMA)
+        outline = thickness >= PROJECTED_OUTLINE_LEVEL * float(thickness.max())
+        return np.ascontiguousarray(template), clean_mask(outline if outline.any() else mask.any(axis=1)[::-1])
 
     def projected_thickness(self, index: int) -> np.ndarray:
         """Mask voxels crossed along the AP axis (mm), in the same frame as `projected`."""
@@ -163,9 +194,10 @@ class NoduleLibrary:
         if view not in VIEWS:
             raise MaskError(f"unknown nodule view {view!r}; expected one of {VIEWS}")
         if view not in self._banks:
-            masks = [self.view(i, view)[1] for i in range(len(self))]
+            smooth = [smooth_outline(self.view(i, view)[1]) for i in range(len(self))]
             bank = MaskBank.from_masks(
-                masks, spacings_mm=[(1.0, 1.0)] * len(masks), sources=list(self.names)
+                [m for m, _ in smooth], spacings_mm=[(1.0 / k, 1.0 / k) for _, k in smooth],
+                sources=list(self.names),
             )
             if len(bank) != len(self):
                 raise MaskError(

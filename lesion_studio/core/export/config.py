@@ -24,7 +24,7 @@ CLASSICAL_FAMILIES = tuple(name for name, _ in CLASSICAL_MODELS)
 #: What a config gets when it names no method: the shipped methods that beat the learned demo
 #: models on held-out real images (docs/benchmarks.md, realism).
 DEFAULT_INPAINT_METHOD = "real-nodule"
-DEFAULT_REMOVE_METHOD = "telea"
+DEFAULT_REMOVE_METHOD = "auto-fill"
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -234,8 +234,8 @@ def resize_mask(mask: np.ndarray, shape: tuple[int, int], *, method: str = "soft
 
     `method="soft"` (default) resizes the coverage map (`resize_soft_mask`) and keeps pixels
     covered at least half: upsampled edges are smooth and the area is kept. A lesion (an
-    8-connected component) whose coverage stays under 0.5 everywhere is not dropped: its
-    best-covered pixel is kept, so small lesions survive shrinking. `method="nearest"` is
+    8-connected component) that would vanish (no kept pixel in its box on the new grid) keeps
+    its best-covered pixel, so small lesions survive shrinking. `method="nearest"` is
     plain nearest neighbour (staircases; for callers that must match a paper's resampling).
     """
     mask = np.asarray(mask)
@@ -257,11 +257,15 @@ def resize_mask(mask: np.ndarray, shape: tuple[int, int], *, method: str = "soft
 
 
 def _keep_lost_components(binary: np.ndarray, soft: np.ndarray, out: np.ndarray) -> None:
-    """Set, in place, the best-covered output pixel of each input component that `out` lost."""
-    labels, n = ndimage.label(binary, structure=np.ones((3, 3), dtype=bool))
+    """Keep, in place, the best-covered output pixel of each input component `out` lost.
+
+    A component counts as lost when no kept pixel lies in its bounding box mapped to the
+    output grid; the pixel set is the one of highest coverage inside that box.
+    """
+    labels, _ = ndimage.label(binary, structure=np.ones((3, 3), dtype=bool))
     scale_r = out.shape[0] / binary.shape[0]
     scale_c = out.shape[1] / binary.shape[1]
-    for index, found in enumerate(ndimage.find_objects(labels)):
+    for found in ndimage.find_objects(labels):
         if found is None:
             continue
         r0 = min(int(np.floor(found[0].start * scale_r)), out.shape[0] - 1)
@@ -270,13 +274,7 @@ def _keep_lost_components(binary: np.ndarray, soft: np.ndarray, out: np.ndarray)
         c1 = max(int(np.ceil(found[1].stop * scale_c)), c0 + 1)
         if out[r0:r1, c0:c1].any():
             continue
-        if n > 1:  # coverage of this component alone, so a neighbour's cannot stand in for it
-            piece = labels[found] == index + 1
-            local = np.zeros(binary.shape, dtype=bool)
-            local[found] = piece
-            window = resize_soft_mask(local, out.shape)[r0:r1, c0:c1]
-        else:
-            window = soft[r0:r1, c0:c1]
+        window = soft[r0:r1, c0:c1]
         best = np.unravel_index(int(np.argmax(window)), window.shape)
         out[r0 + best[0], c0 + best[1]] = True
 
@@ -367,7 +365,7 @@ def paste_crop(
 def paste_mask(
     full_mask: np.ndarray, crop_mask: np.ndarray, box: PixelBox, *, remove: bool = False
 ) -> np.ndarray:
-    """Write a crop-sized (or any-size, resized nearest) mask into a full mask at `box`.
+    """Write a crop-sized (or any-size, resized by `resize_mask`) mask into a full mask at `box`.
 
     `remove=False` adds the lesion (union); `remove=True` clears the pixels under the mask
     (a removal hole erases the lesion it covers). Returns a new bool array.
