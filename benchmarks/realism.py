@@ -55,7 +55,7 @@ LUNG_BOXES = {
     "00000001_000.png": [(110, 330, 110, 220), (110, 250, 300, 410)],
     "00027426_000.png": [(100, 330, 120, 230), (100, 300, 310, 410)],
 }
-FILL_METHODS = ("telea", "navier-stokes", "ring-mean", "demo-texture")
+FILL_METHODS = ("telea", "navier-stokes", "ring-mean", "texture-fill", "auto-fill", "demo-texture")
 INSERT_METHODS = ("real-nodule", "demo-texture")
 
 
@@ -207,7 +207,7 @@ def radiograph_centres(rg: dict, n: int, radius_px: np.ndarray, rng) -> list[tup
 def load_engines():
     from lesion_studio.models.inference import load_synthesizer
 
-    engines = {name: load_synthesizer(name) for name in ("telea", "navier-stokes", "real-nodule")}
+    engines = {name: load_synthesizer(name) for name in ("telea", "navier-stokes", "texture-fill", "auto-fill", "real-nodule")}
     tex = load_synthesizer(DEMO_TEXTURE)
     engines["demo-texture"] = tex
     # the same demo model as a fill: it was trained to inpaint phantom lesions, not to remove
@@ -228,7 +228,8 @@ def run_removal(engines, image, hole, spacing, modality):
                            mask_source=MaskSource("existing"))
     outs = {}
     footprint = None
-    for method, key in (("telea", "telea"), ("navier-stokes", "navier-stokes"), ("demo-texture", "demo-texture-fill")):
+    for method, key in (("telea", "telea"), ("navier-stokes", "navier-stokes"), ("texture-fill", "texture-fill"),
+                        ("auto-fill", "auto-fill"), ("demo-texture", "demo-texture-fill")):
         try:
             res = engines[key](image, req, lesion_mask=hole, spacing_mm=spacing, modality=modality)
         except ConfigError:
@@ -621,7 +622,7 @@ def sheets(examples, out: Path) -> dict:
     # removal
     ex = examples["removal"]
     if ex:
-        cols = ("original", "hole", "telea", "navier-stokes", "ring-mean", "demo-texture")
+        cols = ("original", "hole", "telea", "navier-stokes", "ring-mean", "texture-fill", "auto-fill", "demo-texture")
         fig, axes = plt.subplots(len(ex), len(cols), figsize=(1.7 * len(cols), 1.8 * len(ex)))
         axes = np.atleast_2d(axes)
         for i, (name, img, fp, outs, win) in enumerate(ex):

@@ -73,6 +73,7 @@ def export_working_image(image: MedicalImage, doc: AnnotationDocument, path: str
             "id": record.id, "class": record.class_name, "origin": record.origin, "slice": record.slice,
             "area_px": record.area_px, "equivalent_diameter_px": record.equivalent_diameter_px,
             "equivalent_diameter_mm": record.equivalent_diameter_mm,
+            "moment_diameter_px": record.moment_diameter_px, "moment_diameter_mm": record.moment_diameter_mm,
         }
         if meta is not None and getattr(meta, "provenance", None):
             entry["synthesis"] = meta.provenance

@@ -35,7 +35,7 @@ CLASSICAL_MODELS: tuple[tuple[str, str], ...] = (
                     "projected along the beam in radiographs (NODE21 generation baseline). Each "
                     "nodule brings its own shape: the shape picker only previews the size."),
     ("auto-fill", "The best classical fill per case (benchmarks/realism.py): the texture fill for "
-                  "radiographs and CT holes over 16 px, TELEA for small CT holes."),
+                  "radiographs and CT holes over 24 px, Navier-Stokes for smaller CT holes."),
     ("texture-fill", "A smooth biharmonic base plus the fine texture of a nearby donor region, "
                      "blended seamlessly: no flat disc, no star streaks."),
     ("telea", "OpenCV TELEA fill of the removal hole, on the image's own values."),

@@ -30,6 +30,7 @@ from lesion_studio.core.geometry.composition import outpaint_region
 from lesion_studio.core.geometry.crops import (
     PixelBox,
     extract_crop,
+    feather_weights,
     place_footprint,
     resize_image,
     resize_mask,
@@ -84,17 +85,6 @@ def seam_alpha(region: np.ndarray, feather_px: float) -> np.ndarray:
     outside = ndimage.distance_transform_edt(~region)  # 0 inside, 1 for a touching pixel
     alpha = np.clip(1.0 - outside / (float(feather_px) + 1.0), 0.0, 1.0)
     return np.where(outside <= feather_px, alpha, 0.0).astype(np.float32)  # nothing beyond the feather
-
-
-def _edge_alpha(shape: tuple[int, int], feather_px: float) -> np.ndarray:
-    """0 at the patch edge rising to 1 at `feather_px` inside (outpaint's seam)."""
-    rows, cols = shape
-    if feather_px <= 0:
-        return np.ones(shape, np.float32)
-    r = np.arange(rows, dtype=np.float32)
-    c = np.arange(cols, dtype=np.float32)
-    dist = np.minimum(np.minimum(r + 0.5, rows - r - 0.5)[:, None], np.minimum(c + 0.5, cols - c - 0.5)[None, :])
-    return np.clip(dist / float(feather_px), 0.0, 1.0).astype(np.float32)
 
 
 def composite(image: np.ndarray, generated: np.ndarray, box: PixelBox, alpha: np.ndarray) -> np.ndarray:
@@ -250,7 +240,7 @@ class SynthesisEngine:
         feather = float(plan.request.blending.feather_px)
         if plan.request.mode == "outpaint":
             region = outpaint_region(footprint, keep_margin_px=plan.request.outpaint_keep_margin_px)
-            alpha = np.where(region, _edge_alpha(box.shape, feather), 0.0).astype(np.float32)
+            alpha = np.where(region, feather_weights(box.shape, feather), 0.0).astype(np.float32)
         else:
             alpha = seam_alpha(footprint, feather)
         out_image = composite(pixels, filled, box, alpha)

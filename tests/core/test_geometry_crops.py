@@ -16,7 +16,6 @@ from lesion_studio.core.geometry.crops import (
     feather_weights,
     lesion_bbox,
     p0_mask_crop,
-    paste_crop,
     paste_mask,
 )
 
@@ -101,60 +100,12 @@ def test_extract_crop_outside_matches_numpy_reflect_pad(rows, cols, row0, col0, 
     np.testing.assert_array_equal(extract_crop(image, PixelBox(row0, col0, side, side)), expected)
 
 
-def test_paste_writes_the_resized_patch_only_inside_the_box():
-    image = np.zeros((40, 50), dtype=np.float32)
-    out = paste_crop(image, np.full((8, 8), 7.0, np.float32), PixelBox(-5, 40, 20, 20))
-    assert np.all(out[0:15, 40:50] == 7.0)
-    outside = np.ones_like(image, dtype=bool)
-    outside[0:15, 40:50] = False
-    assert np.all(out[outside] == 0.0)
-    assert np.all(image == 0.0)  # the input is not modified
-
-
-def test_paste_crop_fully_outside_changes_nothing():
-    image = np.ones((10, 10), dtype=np.float32)
-    out = paste_crop(image, np.zeros((4, 4), np.float32), PixelBox(20, 20, 5, 5))
-    np.testing.assert_array_equal(out, image)
-
-
 def test_feather_weights_hand_computed():
     w = feather_weights((10, 10), 4.0)
     # the pixel centre of the edge pixel is 0.5 px inside: 0.5 / 4
     assert w[0, 5] == pytest.approx(0.125)
     assert w[2, 5] == pytest.approx(2.5 / 4)
     assert w[5, 5] == pytest.approx(1.0)
-
-
-def test_feathered_paste_blends_the_seam():
-    image = np.zeros((30, 30), dtype=np.float32)
-    out = paste_crop(image, np.ones((10, 10), np.float32), PixelBox(10, 10, 10, 10), feather_px=4)
-    assert out[10, 15] == pytest.approx(0.125)
-    assert out[15, 15] == pytest.approx(1.0)
-
-
-def test_intensity_matching_aligns_the_surroundings_mean():
-    rng = np.random.default_rng(1)
-    image = rng.normal(100.0, 5.0, size=(40, 40)).astype(np.float32)
-    box = PixelBox(5, 5, 20, 20)
-    hole = np.zeros((20, 20), dtype=bool)
-    hole[8:12, 8:12] = True
-    patch = extract_crop(image, box) + 50.0  # a generator that drifted by +50
-    out = paste_crop(image, patch, box, match_surroundings=True, hole=hole)
-    crop = extract_crop(out, box)
-    assert crop[~hole].mean() == pytest.approx(extract_crop(image, box)[~hole].mean(), abs=1e-3)
-
-
-def test_paste_region_keeps_the_rest_of_the_crop_bit_identical():
-    rng = np.random.default_rng(2)
-    image = rng.normal(size=(30, 30)).astype(np.float32)
-    box = PixelBox(5, 5, 16, 16)
-    region = np.zeros((16, 16), dtype=bool)
-    region[6:10, 6:10] = True
-    out = paste_crop(image, np.full((16, 16), 9.0, np.float32), box, region=region)
-    changed = out != image
-    expected = np.zeros_like(changed)
-    expected[11:15, 11:15] = True
-    np.testing.assert_array_equal(changed, expected)
 
 
 def test_paste_mask_union_and_removal():

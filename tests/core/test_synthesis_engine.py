@@ -12,7 +12,8 @@ from lesion_studio.core.errors import ConfigError
 from lesion_studio.core.geometry.crops import lesion_bbox
 from lesion_studio.core.intensity import choose_mapping, image_kind, mapping_for_range
 from lesion_studio.core.synthesis_backend import Patch, SynthesisBackend
-from lesion_studio.core.synthesis_engine import SynthesisEngine, seam_alpha
+from lesion_studio.core.geometry.crops import PixelBox
+from lesion_studio.core.synthesis_engine import SynthesisEngine, composite, seam_alpha
 from lesion_studio.core.synthesis_plan import Blending, MaskSource, SynthesisRequest
 from tests.core._lesion_strategies import ellipse_mask, lesion_shapes
 
@@ -192,3 +193,27 @@ def test_intensity_mapping_on_an_8bit_png_a_16bit_cr_and_a_ct_slice(real_images)
     assert choose_mapping(png.pixels, HU_MODEL_RANGE, "checkpoint").source == "checkpoint"
     with pytest.raises(ConfigError, match="intensity"):
         mapping_for_range((0, 1), (0, 1), "whatever")
+
+
+def test_composite_writes_only_inside_the_image_part_of_the_box():
+    image = np.zeros((40, 50), dtype=np.float32)
+    out = composite(image, np.full((20, 20), 7.0, np.float32), PixelBox(-5, 40, 20, 20), np.ones((20, 20), np.float32))
+    assert np.all(out[0:15, 40:50] == 7.0)
+    outside = np.ones_like(image, dtype=bool)
+    outside[0:15, 40:50] = False
+    assert np.all(out[outside] == 0.0) and np.all(image == 0.0)  # the input is not modified
+    same = composite(image, np.zeros((5, 5), np.float32), PixelBox(60, 60, 5, 5), np.ones((5, 5), np.float32))
+    np.testing.assert_array_equal(same, image)
+
+
+def test_outpaint_seam_fades_at_the_patch_edge():
+    lesion = np.zeros((80, 80), bool)
+    lesion[36:44, 36:44] = True
+    req = SynthesisRequest(mode="outpaint", centre_rc=(40, 40), mask_source=MaskSource("existing"),
+                           blending=Blending(feather_px=4.0))
+    result = SynthesisEngine(ConstantBackend(8.0))(np.zeros((80, 80), np.float32), req, lesion_mask=lesion)
+    box = result.box
+    mid = box.col0 + box.width // 2
+    assert result.image[box.row0, mid] == pytest.approx(1.0)  # 0.5 px / 4 px of the way: 8 · 0.125
+    assert result.image[box.row0 + 6, mid] == pytest.approx(8.0)
+    assert np.all(result.image[lesion] == 0.0)

@@ -27,11 +27,26 @@ def _fit_patches(config, dataset_dir: Path):
     return train, train, normalizer, "test"
 
 
-LEARN_STEPS = {"shape": 200, "texture": 200, "outpaint": 150, "cascade": 200, "pix2pix": 300}
+LEARN_STEPS = {"shape": 300, "texture": 200, "outpaint": 150, "cascade": 200, "pix2pix": 300}
 
 
 @pytest.mark.parametrize("family", list(LEARN_STEPS))
-def test_each_family_learns_on_phantom_patches(family: str, chest_dataset: Path, tmp_path: Path) -> None:
+def test_each_family_learns_on_phantom_patches(family: str, chest_dataset: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # One thread, whatever earlier tests left (the GUI's model cache sets torch's thread count):
+    # GAN training is chaotic, so another float summation order is another run. At one thread
+    # and 200 steps the shape GAN missed the bound (0.94 -> 0.54); 300 steps reach it.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # the trainer must not change it
+    try:
+        _learns(family, chest_dataset, tmp_path)
+    finally:
+        monkeypatch.undo()
+        torch.set_num_threads(threads)
+
+
+def _learns(family: str, chest_dataset: Path, tmp_path: Path) -> None:
     torch.manual_seed(0)
     steps = LEARN_STEPS[family]
     config = tiny_config(family, chest_dataset, tmp_path, steps=steps, val_every=50, log_every=steps)

@@ -32,11 +32,11 @@ if TYPE_CHECKING:
 CLASSICAL_FAMILIES = ("auto-fill", "telea", "navier-stokes", "texture-fill", "real-nodule")
 #: Fill method of each fill family ("texture" is taken by the learned texture generator).
 _FILL_FAMILIES = {"telea": "telea", "navier-stokes": "navier-stokes", "texture-fill": "texture", "auto-fill": "auto"}
-#: `auto-fill` uses TELEA for CT holes up to this area-equivalent diameter (px) — where it has
-#: the best masked PSNR and its smooth fill is invisible — and the texture fill otherwise
-#: (radiographs, larger CT holes: TELEA leaves a flat star-streaked disc there). Measured in
-#: docs/benchmarks.md (realism).
-AUTO_TELEA_MAX_CT_HOLE_PX = 16.0
+#: `auto-fill` uses Navier-Stokes for CT holes up to this area-equivalent diameter (px) — where
+#: it has the best masked PSNR and SSIM of all fills (docs/benchmarks.md, realism) and its
+#: smooth fill is not seen in noise — and the texture fill otherwise (radiographs, where it
+#: beats TELEA's PSNR; larger CT holes, where OpenCV's fills leave a flat star-streaked disc).
+AUTO_SMOOTH_MAX_CT_HOLE_PX = 24.0
 #: Patch side = ceil(CONTEXT × mask-crop side) + MARGIN (image pixels, native scale).
 CONTEXT_FACTOR = 3.0
 MARGIN_PX = 8
@@ -80,8 +80,8 @@ class FillBackend:
         if self.method != "auto":
             return self.method
         hole_px = 2.0 * math.sqrt(float(np.count_nonzero(patch.region)) / math.pi)
-        small_ct = patch.image_kind == "ct" and hole_px <= AUTO_TELEA_MAX_CT_HOLE_PX
-        return "telea" if small_ct else "texture"
+        small_ct = patch.image_kind == "ct" and hole_px <= AUTO_SMOOTH_MAX_CT_HOLE_PX
+        return "navier-stokes" if small_ct else "texture"
 
     def fill_info(self, patch: Patch) -> dict[str, Any]:
         return {"fill_method": self.method_for(patch)}
