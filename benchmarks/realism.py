@@ -352,7 +352,7 @@ def task_insertion(engines, ct, rgs, n_ct, n_rg, rng, examples):
     recs = {m: [] for m in INSERT_METHODS}
     reqs = {m: [] for m in INSERT_METHODS}
     fails = {m: [] for m in INSERT_METHODS}
-    cnn = {"real": [], "real-nodule": [], "demo-texture": []}
+    cnn = {"real": [], "real-nodule": [], "demo-texture": [], "real-nodule@site": []}
     order = rng.permutation(len(ct["images"]))[:n_ct]
     n_place = 0
     for i in order:
@@ -384,8 +384,16 @@ def task_insertion(engines, ct, rgs, n_ct, n_rg, rng, examples):
             fp = res.plan.footprint_image()
             recs[method].append(lesion_stats(res.image, fp, (1.0, 1.0)))
             reqs[method].append(d)
-            cnn[method].append((*crop32_pair(res.image, fp, centroid(fp), None), ct["series"][i]))
+            cnn[method].append((*crop32_pair(res.image, fp, centroid(fp), rng, jitter=6), ct["series"][i]))
             ex[method] = crop32(res.image, centroid(fp), None)
+        # matched site: the patch's own nodule removed (auto-fill) and a library nodule of the
+        # same LIDC diameter inserted at its centroid — same anatomy, same place in the crop
+        site = matched_site_insertion(engines, img, nod, float(np.clip(ct["diameter_mm"][i], 4.0, 30.0)),
+                                      seed, rn_bank_ct)
+        if site is not None:
+            cnn["real-nodule@site"].append((*crop32_pair(site[0], site[1], centroid(site[1]), rng, jitter=6),
+                                            ct["series"][i]))
+            ex["real-nodule@site"] = crop32(site[0], centroid(site[1]), None)
         if len(examples["ct"]) < 10:
             examples["ct"].append(ex)
     for method in INSERT_METHODS:
@@ -444,6 +452,25 @@ def task_insertion(engines, ct, rgs, n_ct, n_rg, rng, examples):
                   "within10_area_eq": t["within10_d_area_eq"], "rel_err_moment_mean": round(t["rel_err_d_moment"]["mean"], 4),
                   "not_served": t.get("not_served")} if "rel_err_d_area_eq" in t else {})})
     return tables, cnn
+
+
+def matched_site_insertion(engines, img, nodule, diameter_mm, seed, bank):
+    """Remove the real nodule (the default removal) and insert a library nodule of the same
+    diameter at its centroid: `(image, new footprint)` or None when a step is refused."""
+    from lesion_studio.core.errors import ConfigError
+    from lesion_studio.core.synthesis_plan import MaskSource, SynthesisRequest
+
+    centre = centroid(nodule)
+    remove = SynthesisRequest(mode="remove", centre_rc=centre, mask_source=MaskSource("existing"))
+    try:
+        removed = engines["auto-fill"](img, remove, lesion_mask=nodule, spacing_mm=(1.0, 1.0), modality="CT")
+    except ConfigError:
+        return None
+    res, _ = run_insertion(engines, "real-nodule", removed.image, centre, diameter_mm, "mm", seed, bank,
+                           (1.0, 1.0), "CT")
+    if res is None:
+        return None
+    return res.image, res.plan.footprint_image()
 
 
 def lesion_stats_local(img, mask, spacing):
@@ -578,17 +605,18 @@ def sheets(examples, out: Path) -> dict:
 
     paths = {}
     # CT
-    ex = [e for e in examples["ct"] if "real-nodule" in e and "demo-texture" in e][:8]
+    ex = [e for e in examples["ct"] if all(k in e for k in ("real-nodule", "demo-texture", "real-nodule@site"))][:8]
     if ex:
-        fig, axes = plt.subplots(3, len(ex), figsize=(1.6 * len(ex), 5.2))
-        axes = np.atleast_2d(axes).reshape(3, len(ex))
+        fig, axes = plt.subplots(4, len(ex), figsize=(1.6 * len(ex), 6.9))
+        axes = np.atleast_2d(axes).reshape(4, len(ex))
         for j, e in enumerate(ex):
-            for i, key in enumerate(("real", "real-nodule", "demo-texture")):
+            for i, key in enumerate(("real", "real-nodule@site", "real-nodule", "demo-texture")):
                 axes[i, j].imshow(e[key], cmap="gray", vmin=CT_WINDOW[0], vmax=CT_WINDOW[1], interpolation="nearest")
                 axes[i, j].axis("off")
-        for i, lab in enumerate(("real held-out nodule", "real-nodule insertion", "demo texture insertion")):
+        for i, lab in enumerate(("real held-out nodule", "real-nodule at its site (real one removed first)",
+                                 "real-nodule insertion in open lung", "demo texture insertion in open lung")):
             axes[i, 0].set_title(lab, fontsize=8, loc="left")
-        fig.suptitle("CT, 32 mm crops, lung window −1350/150 HU (row 1: held-out real; rows 2-3: inserted into held-out lung)", fontsize=8)
+        fig.suptitle("CT, 32 mm crops, lung window −1350/150 HU (row 1: held-out real; rows 2-4: inserted)", fontsize=8)
         fig.tight_layout()
         paths["ct"] = out / "realism_ct.png"
         fig.savefig(paths["ct"], dpi=110)
@@ -672,10 +700,14 @@ def main() -> int:
     t1 = time.perf_counter()
     insertion, cnn = task_insertion(engines, ct, rgs, n_ins_ct, n_ins_rg, rng, examples)
     t2 = time.perf_counter()
-    cnn_res = {m: task_cnn(cnn, m, rng, epochs, args.seed) for m in INSERT_METHODS if len(cnn[m]) >= 10}
+    cnn_res = {m: task_cnn(cnn, m, rng, epochs, args.seed) for m in (*INSERT_METHODS, "real-nodule@site")
+               if len(cnn[m]) >= 10}
     if len(cnn["real-nodule"]) >= 10:
         cnn_res["real-nodule (context-only control)"] = task_cnn(cnn, "real-nodule", rng, epochs, args.seed,
                                                                  context_only=True)
+    if len(cnn["real-nodule@site"]) >= 10:
+        cnn_res["real-nodule@site (context-only control)"] = task_cnn(cnn, "real-nodule@site", rng, epochs,
+                                                                      args.seed, context_only=True)
     t3 = time.perf_counter()
     paths = sheets(examples, args.out)
     if args.copy_to_docs:
