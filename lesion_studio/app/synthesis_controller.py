@@ -137,6 +137,7 @@ class SynthesisController(QObject):
         self.mode = "inpaint"
         self.shapes = ShapeState()
         self.bank: MaskBank | None = None
+        self.real_bank: MaskBank | None = None  # real LIDC nodule outlines (bundled library)
         self.diameter = DEFAULT_DIAMETER_MM
         self.rotation_deg = 0.0
         self.flip_vertical = False
@@ -240,7 +241,8 @@ class SynthesisController(QObject):
     # ------------------------------------------------------------------ shapes
 
     def set_shape_source(self, source: str) -> None:
-        available = {"generator": self.shape_model() is not None, "bank": self.bank is not None, "builtin": True, "drawn": True}
+        available = {"generator": self.shape_model() is not None, "bank": self.bank is not None, "real": True,
+                     "builtin": True, "drawn": True}
         if not available.get(source, False):
             self.message.emit(
                 {"generator": "No shape generator checkpoint found; using built-in shapes.",
@@ -280,6 +282,10 @@ class SynthesisController(QObject):
             rng = np.random.default_rng(seed)
             picks = rng.choice(len(self.bank), size=min(needed, len(self.bank)), replace=len(self.bank) < needed)
             new = [(self.bank.get(int(i)).mask, int(i)) for i in picks]
+        elif source == "real":
+            kind = self._image_kind()
+            self.shape_worker.submit(lambda: (keep, seed, *_real_shapes(kind, needed, seed)))
+            return
         elif source == "generator" and self.shape_model() is not None:
             stem = self.shape_model().stem
             self._ensure_runtime()
@@ -290,8 +296,21 @@ class SynthesisController(QObject):
         self._set_shapes(keep, new)
 
     def _on_shapes_sampled(self, _request_id: int, payload) -> None:
+        if len(payload) == 5:  # real nodule shapes: (keep, seed, masks, bank indices, bank)
+            keep, _seed, masks, indices, self.real_bank = payload
+            self._set_shapes(keep, [(np.asarray(m, bool), int(i)) for m, i in zip(masks, indices)])
+            return
         keep, seed, masks = payload
         self._set_shapes(keep, [(np.asarray(m, bool), seed + k) for k, m in enumerate(masks)])
+
+    def _image_kind(self) -> str:
+        """"ct" or "radiograph" for the shown image (which real-nodule view its shapes come from)."""
+        from lesion_studio.core.intensity import image_kind
+
+        image = self.view_state.image
+        if image is None:
+            return "radiograph"
+        return image_kind(image.plane(self.view_state.slice_index), image.modality)
 
     def _set_shapes(self, keep, new) -> None:
         self.shapes.masks = [m for m, _ in keep] + [m for m, _ in new]
@@ -412,6 +431,9 @@ class SynthesisController(QObject):
             if source == "bank":
                 mask_source = MaskSource(kind="bank", bank_index=index)
                 kwargs["bank"] = self.bank
+            elif source == "real" and self.real_bank is not None:
+                mask_source = MaskSource(kind="bank", bank_index=index, label="real LIDC nodule shape")
+                kwargs["bank"] = self.real_bank
             elif source == "generator":
                 mask_source = MaskSource(kind="generator", label=f"shape seed {index}")
                 kwargs["source_mask"] = self.shapes.masks[self.shapes.current]
@@ -649,6 +671,16 @@ class SynthesisController(QObject):
     def shutdown(self) -> None:
         self.worker.stop()
         self.shape_worker.stop()
+
+
+def _real_shapes(kind: str, n: int, seed: int) -> tuple[list[np.ndarray], list[int], MaskBank]:
+    """`n` real LIDC nodule outlines for an image of this kind (worker thread: the library's
+    bank takes about a second to build the first time)."""
+    from lesion_studio.core.classical.nodule_library import bundled_library
+
+    bank = bundled_library().shape_bank("axial" if kind == "ct" else "projected")
+    picks = np.random.default_rng(seed).choice(len(bank), size=min(n, len(bank)), replace=False)
+    return [bank.get(int(i)).mask for i in picks], [int(i) for i in picks], bank
 
 
 def _contour_path(mask: np.ndarray) -> QPainterPath:

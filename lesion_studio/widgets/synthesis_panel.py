@@ -26,7 +26,8 @@ from PySide6.QtWidgets import (
 from lesion_studio.core.model_catalog import ModelInfo
 
 MODES = (("inpaint", "Inpaint a new lesion"), ("remove", "Remove the selected lesion"), ("outpaint", "Outpaint around the selected lesion"))
-SHAPE_SOURCES = (("generator", "Shape generator"), ("bank", "Mask bank"), ("builtin", "Built-in shapes"), ("drawn", "Selected drawn lesion"))
+SHAPE_SOURCES = (("generator", "Shape generator"), ("bank", "Mask bank"), ("real", "Real nodule shapes (LIDC)"),
+                 ("builtin", "Built-in shapes"), ("drawn", "Selected drawn lesion"))
 THUMB_PX = 56
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from lesion_studio.core.classical.ct_insertion import insert_ct_nodule
 from lesion_studio.core.classical.fill import fill_hole
-from lesion_studio.core.classical.nodule_library import NoduleLibrary
+from lesion_studio.core.classical.nodule_library import NoduleLibrary, bundled_library
 from lesion_studio.core.classical.radiograph_insertion import (
     ASSUMED_FIELD_MM,
     insert_radiograph_nodule,
@@ -106,7 +106,7 @@ class RealNoduleBackend:
     learned: bool = False
 
     def __init__(self, library: NoduleLibrary | None = None) -> None:
-        self.library = library if library is not None else NoduleLibrary.load()
+        self.library = library if library is not None else bundled_library()
         self._banks: dict[str, tuple[MaskBank, np.ndarray]] = {}
         self.identity: dict[str, Any] = {
             "family": self.family, "classical": True,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -205,6 +205,12 @@ class NoduleLibrary:
                 )
             self._banks[view] = bank
         return self._banks[view]
+
+
+@lru_cache(maxsize=1)
+def bundled_library() -> NoduleLibrary:
+    """The bundled library, loaded once per process (its shape banks are cached on it)."""
+    return NoduleLibrary.load()
 
 
 def heldout_series_uids(path: str | Path | None = None) -> frozenset[str]:

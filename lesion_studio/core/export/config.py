@@ -34,7 +34,7 @@ else:  # pragma: no cover - Python 3.10
 FORMATS = ("png", "nifti", "nnunet", "coco", "dicom")
 DIAMETER_KINDS = ("bank", "fixed", "uniform", "empirical", "file")
 CLASSIC_PRESETS = ("none", "P2", "P4")
-MASK_SOURCES = ("bank", "generator")
+MASK_SOURCES = ("bank", "generator", "real")
 NNUNET_FILE_ENDINGS = (".nii.gz", ".png")
 DEVICES = ("auto", "cpu", "cuda")
 
