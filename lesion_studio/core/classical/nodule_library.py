@@ -72,7 +72,7 @@ SMOOTH_OUTLINE_PX = 96
 #: share of its maximum.
 PROJECTED_OUTLINE_SIGMA = 0.7
 PROJECTED_OUTLINE_LEVEL = 0.2
-SMOOTH_OUTLINE_SIGMA = 0.6
+SMOOTH_OUTLINE_SIGMA = 1.0
 
 
 def smooth_outline(mask: np.ndarray, target_px: int = SMOOTH_OUTLINE_PX) -> tuple[np.ndarray, float]:
