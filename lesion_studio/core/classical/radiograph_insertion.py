@@ -45,11 +45,10 @@ MAX_PEAK_FRACTION = 0.2
 #: Share of the nodule's projected thickness mixed into the template: the SPEC's clip at
 #: −500 HU hides ground-glass tissue entirely, which leaves part-solid nodules as specks.
 THICKNESS_WEIGHT = 0.3
-#: Flattens the template's dome (t ** gamma): the blurred, clipped DRR of a real nodule peaks
-#: in its centre far more than real opacities do (RG1's: flat-topped with a defined edge;
-#: measured mean/peak of the added contrast 0.35 at gamma 1, 0.55 at 0.6 — which looked like
-#: a pasted plateau — and in between at 0.8).
-PROFILE_GAMMA = 0.8
+#: Optional flattening of the template's dome (t ** gamma). 1.0 = the DRR as it is: with smooth
+#: outlines (`nodule_library.smooth_outline`) and the size-scaled contrast above, the plain DRR
+#: looked closest to RG1's real opacities; 0.6-0.8 gave pasted-looking plateaus.
+PROFILE_GAMMA = 1.0
 #: Projection blur of the template (source px, 1 mm): a DRR is not sharper than a detector.
 TEMPLATE_BLUR_PX = 0.5
 
