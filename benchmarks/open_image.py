@@ -28,7 +28,10 @@ def main() -> int:
     parser.add_argument("--switches", type=int, default=300)
     args = parser.parse_args()
 
-    os.environ.setdefault("LESION_STUDIO_HOME", str(Path.cwd() / ".bench-home"))
+    import tempfile
+
+    # a fresh home: no "recover autosaved work?" question from an earlier run
+    os.environ.setdefault("LESION_STUDIO_HOME", tempfile.mkdtemp(prefix="lesion-studio-bench-"))
     from PySide6.QtWidgets import QApplication
 
     from lesion_studio.app.main_window import MainWindow
@@ -38,7 +41,8 @@ def main() -> int:
 
     app = QApplication.instance() or QApplication([])
     apply_dark_theme(app)
-    window = MainWindow(device="cpu")
+    window = MainWindow(device="cpu", offer_recovery=False)
+    window.ask_unsaved_changes = lambda: "discard"  # offscreen nobody answers a dialog: it never exited
     window.resize(1400, 900)
     window.show()
     app.processEvents()

@@ -101,7 +101,7 @@ def main() -> int:
     sheet = np.vstack([tiles[0], np.full((6, tiles[0].shape[1]), 255, np.uint8), tiles[1]])
     cv2.imwrite(str(DOCS / "synthesis_real_before_after.png"), sheet)
     print(out, "inserted lesion", inserted_label)
-    window.confirm_discard_changes = lambda: True
+    window.ask_unsaved_changes = lambda: "discard"
     window.close()
     app.processEvents()
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 
 import pytest
@@ -13,3 +14,12 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 def _isolated_user_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Recent files, settings and autosaves of a test never touch the real user folders."""
     monkeypatch.setenv("LESION_STUDIO_HOME", str(tmp_path_factory.mktemp("home")))
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_on_the_main_thread():
+    """With the app's GC guard installed (automatic collection off, see app/gc_guard.py), the
+    garbage of each test is collected here, on the main thread, not later on a worker."""
+    yield
+    if not gc.isenabled():
+        gc.collect()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
 from lesion_studio.core.annotation import AnnotationDocument, AnnotationEvent, BrushStroke, brush_radii_px
+from lesion_studio.core.annotation.document import FillTooLarge
 from lesion_studio.core.tool_state import SIZE_STEP_FACTOR, ToolState
 from lesion_studio.core.view_state import ViewState
 from lesion_studio.widgets.annotation_panel import AnnotationPanel
@@ -17,6 +18,9 @@ from lesion_studio.widgets.label_overlay import LabelOverlay
 from lesion_studio.widgets.lesion_table import LesionTable
 
 SHIFT = int(Qt.KeyboardModifier.ShiftModifier.value)
+#: A flood fill may cover at most this fraction of the image (a click on open background is a
+#: slip: filling the whole radiograph into one lesion helps nobody).
+FILL_MAX_FRACTION = 0.25
 
 
 def to_document_rc(row: float, col: float) -> tuple[float, float]:
@@ -267,7 +271,13 @@ class AnnotationController(QObject):
                 value = doc.selected_id
             else:
                 value = doc.next_lesion_id()
-            if doc.fill(pixel, value, slice=slice_index, layer=layer) is None:
+            try:
+                filled = doc.fill(pixel, value, slice=slice_index, layer=layer, max_fraction=FILL_MAX_FRACTION)
+            except FillTooLarge as exc:
+                self.message.emit(f"Fill refused: {exc}, more than {100 * FILL_MAX_FRACTION:.0f} %. "
+                                  "Close the outline first (brush or lasso), then fill inside it.")
+                return
+            if filled is None:
                 self.message.emit("Nothing to fill here")
             elif layer == "labels":
                 doc.selected_id = value

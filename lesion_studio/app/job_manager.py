@@ -18,6 +18,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from lesion_studio.models.progress import (
     CancelToken,
     CheckpointEvent,
     ConsoleProgress,
+    PhaseEvent,
     StepEvent,
     TrainFinished,
     TrainStarted,
@@ -63,6 +65,13 @@ def step_row(event: StepEvent) -> dict[str, float]:
     values.update({f"lr_{name}": lr for name, lr in event.lr.items()})
     values["it_per_s"] = event.it_per_s
     return values
+
+
+@dataclass(frozen=True)
+class OutputFolder:
+    """A task found where it writes (`JobContext.set_out_dir`)."""
+
+    path: str
 
 
 class _LineStream:
@@ -132,6 +141,11 @@ class JobContext:
         elif isinstance(event, ValidationEvent):
             self.metric("val", event.step, event.metrics)
         self._manager._worker_event.emit(self.job_id, event)
+
+    def set_out_dir(self, path: str | Path) -> None:
+        """Tell the UI where the task writes (double-click on the finished job opens it)."""
+        self.out_dir = str(path)
+        self._manager._worker_event.emit(self.job_id, OutputFolder(str(path)))
 
     def progress(self, done: int, total: int, eta_s: float | None = None) -> None:
         """Progress of a non-training task (training reports through its events)."""
@@ -386,6 +400,7 @@ class JobManager(QObject):
             sys.setswitchinterval(min(self._switch_interval, UI_SWITCH_INTERVAL_S))
         token = CancelToken()
         record.state = JobState.RUNNING
+        record.phase = "starting" if record.kind is JobKind.TRAIN else ""
         record.started_at = time.time()
         record.attempts += 1
         ctx = JobContext(self, record, token)
@@ -411,6 +426,7 @@ class JobManager(QObject):
             record.elapsed_s += now - record.started_at
         record.finished_at = now
         record.eta_s = None
+        record.phase = ""
         if worker.error is not None:
             record.state = JobState.FAILED
             record.error_type, record.error, record.hint = explain_failure(worker.error)
@@ -438,10 +454,17 @@ class JobManager(QObject):
             return
         metrics = self.metrics(job_id)
         save = False
-        if isinstance(event, TrainStarted):
+        if isinstance(event, OutputFolder):
+            record.out_dir = event.path
+            save = True
+        elif isinstance(event, PhaseEvent):
+            record.phase = event.phase
+        elif isinstance(event, TrainStarted):
             record.total_steps = event.total_steps
             record.step = event.start_step
         elif isinstance(event, StepEvent):
+            record.phase = ""
+            record.it_per_s = event.it_per_s
             record.step, record.total_steps = event.step, event.total_steps
             record.eta_s = event.eta_s if event.eta_s == event.eta_s and event.eta_s != float("inf") else None
             metrics.add("step", event.step, step_row(event))
@@ -461,6 +484,9 @@ class JobManager(QObject):
             save = True
         if save:
             self._save()
+        if isinstance(event, OutputFolder):
+            self.jobChanged.emit(job_id)
+            return
         self.jobEvent.emit(job_id, event)
         self.jobChanged.emit(job_id)
 

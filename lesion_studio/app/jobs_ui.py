@@ -15,16 +15,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer
-from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QDialog, QDockWidget, QFileDialog, QMainWindow, QMessageBox, QSplitter, QWidget
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, QUrl
+from PySide6.QtGui import QAction, QDesktopServices
+from PySide6.QtWidgets import (
+    QDialog,
+    QDockWidget,
+    QFileDialog,
+    QMainWindow,
+    QMessageBox,
+    QSplitter,
+    QStackedWidget,
+    QWidget,
+)
 
 from lesion_studio.app.job_manager import JobManager
 from lesion_studio.core.errors import LesionStudioError
-from lesion_studio.core.jobs import JobKind, JobRecord
+from lesion_studio.core.jobs import JobKind, JobRecord, JobState
 from lesion_studio.models.progress import SampleEvent, StepEvent
 from lesion_studio.widgets.jobs_panel import JobsPanel
 from lesion_studio.widgets.new_training_dialog import NewTrainingDialog
+from lesion_studio.widgets.task_progress import TaskProgressView
 from lesion_studio.widgets.training_dashboard import TrainingDashboard
 
 
@@ -38,6 +48,10 @@ class JobsUi(QObject):
         self.manager = manager if manager is not None else JobManager(self)
         self.panel = JobsPanel()
         self.dashboard = TrainingDashboard()
+        self.task_view = TaskProgressView()  # evaluate and export jobs
+        self.views = QStackedWidget()
+        self.views.addWidget(self.dashboard)
+        self.views.addWidget(self.task_view)
         self._shown_id = ""
         self._dirty: set[str] = set()
         self._pending_log: list[str] = []
@@ -48,7 +62,7 @@ class JobsUi(QObject):
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
         splitter.addWidget(self.panel)
-        splitter.addWidget(self.dashboard)
+        splitter.addWidget(self.views)
         splitter.setStretchFactor(0, 0)
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([480, 1000])
@@ -87,6 +101,8 @@ class JobsUi(QObject):
         self.panel.resumeRequested.connect(self.resume)
         self.panel.removeRequested.connect(self.manager.remove)
         self.panel.selectionChanged.connect(self.show_job)
+        self.panel.openRequested.connect(self.open_job)
+        self.task_view.openRequested.connect(self.open_job)
         self.panel.compareChanged.connect(self._on_compare)
         self.manager.jobAdded.connect(self._on_added)
         self.manager.jobChanged.connect(self._on_changed)
@@ -100,7 +116,7 @@ class JobsUi(QObject):
         self._flush_timer.start()
         self._tick_timer = QTimer(self)
         self._tick_timer.setInterval(1000)
-        self._tick_timer.timeout.connect(self.panel.tick)
+        self._tick_timer.timeout.connect(self.tick)
         self._tick_timer.start()
 
         for record in self.manager.records:
@@ -195,6 +211,30 @@ class JobsUi(QObject):
         except LesionStudioError as exc:
             self.show_error("Cannot resume", str(exc))
 
+    def open_job(self, job_id: str) -> None:
+        """Double-click: a finished evaluation opens its results, a finished export or training
+        its output folder; a job still running is shown on the dashboard."""
+        try:
+            record = self.manager.record(job_id)
+        except LesionStudioError:
+            return
+        self.show_dock()
+        self.panel.select(job_id)
+        if not record.state.finished or not record.out_dir:
+            return
+        results = Path(record.out_dir) / "results.json"
+        if record.kind is JobKind.EVALUATE:
+            if results.is_file():
+                self.show_results(results)
+            else:
+                self.show_error("No results yet", f"{results} does not exist (the job {record.state.value}).")
+        else:
+            self.open_folder(record.out_dir)
+
+    def open_folder(self, path: str | Path) -> None:
+        """Show a folder in the desktop's file manager (tests replace this)."""
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))
+
     def show_error(self, title: str, text: str) -> None:
         """Message box (tests replace this)."""
         QMessageBox.warning(self.window, title, text)
@@ -220,13 +260,35 @@ class JobsUi(QObject):
             self.panel.set_log([])
             return
         record = self.manager.record(job_id)
-        self.dashboard.set_run(record.title, self.manager.metrics(job_id))
+        if record.kind is JobKind.TRAIN:
+            self.views.setCurrentWidget(self.dashboard)
+            self.dashboard.set_run(record.title, self.manager.metrics(job_id))
+        else:  # its own view: a training's charts and axes say nothing about an evaluation
+            self.views.setCurrentWidget(self.task_view)
+            self.dashboard.set_run("", None)
         self.panel.set_log(self.manager.log_lines(job_id))
         self._update_progress(record)
 
     def _update_progress(self, record: JobRecord) -> None:
+        if record.kind is not JobKind.TRAIN:
+            self.task_view.set_record(record)
+            return
+        running = record.state in (JobState.RUNNING, JobState.CANCELLING)
         self.dashboard.set_progress(record.step, record.total_steps, self._it_per_s.get(record.id),
-                                    record.eta_s, record.running_elapsed_s())
+                                    record.eta_s, record.running_elapsed_s(),
+                                    phase=record.phase if running else "", running=running)
+
+    def tick(self) -> None:
+        """Once a second: elapsed times of running jobs in the table and on the shown view."""
+        self.panel.tick()
+        if not self._shown_id:
+            return
+        try:
+            record = self.manager.record(self._shown_id)
+        except LesionStudioError:
+            return
+        if record.state in (JobState.RUNNING, JobState.CANCELLING):
+            self._update_progress(record)
 
     def _on_compare(self, ids: list[str]) -> None:
         runs = [(self.manager.record(i).title, self.manager.metrics(i)) for i in ids if i != self._shown_id]

@@ -87,6 +87,9 @@ class MainWindow(QMainWindow):
         offer_recovery: bool = True,
     ) -> None:
         super().__init__()
+        from lesion_studio.app.gc_guard import install_gc_guard
+
+        install_gc_guard()  # garbage (and the Qt objects in it) is collected on this thread only
         self.setWindowTitle("lesion-studio")
         self.resize(1400, 900)
         self.setAcceptDrops(True)
@@ -104,6 +107,8 @@ class MainWindow(QMainWindow):
         self.last_error: str | None = None
         self._error_box: QMessageBox | None = None
         self._pending_path: Path | None = None
+        self._session_path: Path | None = None  # where Save writes without asking again
+        self._pending_session_path: Path | None = None
 
         self._build_widgets()
         self.controller = ViewerController(
@@ -180,6 +185,8 @@ class MainWindow(QMainWindow):
         annotate_layout.addStretch(1)
         synth_tab = QWidget()
         synth_layout = QVBoxLayout(synth_tab)
+        for tab_layout in (annotate_layout, synth_layout):
+            tab_layout.setContentsMargins(4, 4, 4, 4)
         synth_layout.addWidget(self.synthesis_panel)
         synth_layout.addStretch(1)
         self.side_tabs = QTabWidget()
@@ -190,7 +197,7 @@ class MainWindow(QMainWindow):
             scroll.setFrameShape(QScrollArea.Shape.NoFrame)
             self.side_tabs.addTab(scroll, title)
         side = self.side_tabs
-        side.setMinimumWidth(320)
+        side.setMinimumWidth(340)  # the Synthesize panel fits without horizontal scrolling
         side.setMaximumWidth(440)
 
         self.viewer_page = QSplitter(Qt.Orientation.Horizontal)
@@ -205,7 +212,11 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.pages)
 
     def _action(self, text: str, icon: str | None, slot, shortcut=None, tip: str | None = None) -> QAction:
-        action = QAction(qta.icon(icon, color=ICON_COLOR) if icon else None, text, self)
+        """One window-wide action with its text, optional icon, shortcuts and tip."""
+        # QAction(None, text, parent) drops the text with PySide6 6.12: never pass a None icon.
+        action = QAction(text, self)
+        if icon:
+            action.setIcon(qta.icon(icon, color=ICON_COLOR))
         if shortcut is not None:
             shortcuts = shortcut if isinstance(shortcut, list) else [shortcut]
             action.setShortcuts([QKeySequence(s) for s in shortcuts])
@@ -231,8 +242,8 @@ class MainWindow(QMainWindow):
         self.shortcuts_action = self._action("&Shortcuts…", "fa5s.keyboard", self.show_shortcuts, "F1")
 
         a = self.annotations
-        self.undo_action = self._action("&Undo", "fa5s.undo", a.undo, QKeySequence.StandardKey.Undo)
-        self.redo_action = self._action("&Redo", "fa5s.redo", a.redo, ["Ctrl+Shift+Z", "Ctrl+Y"])
+        self.undo_action = self._action("&Undo", "fa5s.undo", self.undo, QKeySequence.StandardKey.Undo)
+        self.redo_action = self._action("&Redo", "fa5s.redo", self.redo, ["Ctrl+Shift+Z", "Ctrl+Y"])
         self.delete_lesion_action = self._action("&Delete selected lesion", "fa5s.trash-alt", lambda: a.delete_lesion(), "Del")
         self.tool_actions = {
             name: self._action(text, None, lambda _=False, n=name: a.set_tool(n), key)
@@ -246,7 +257,7 @@ class MainWindow(QMainWindow):
         self.export_image_action = self._action("&Export current image…", "fa5s.file-export", self.export_image_dialog)
         self.grow_action = self._action("Larger brush", None, a.grow_brush, "]")
         self.shrink_action = self._action("Smaller brush", None, a.shrink_brush, "[")
-        self.toggle_overlay_action = self._action("&Hide/show masks", None, a.toggle_overlays, "H")
+        self.toggle_overlay_action = self._action("&Hide/show masks", None, self.toggle_overlays, "H")
         self.class_actions = [
             self._action(f"Class {i + 1}", None, lambda _=False, i=i: a.set_class_by_index(i), str(i + 1))
             for i in range(9)
@@ -362,14 +373,16 @@ class MainWindow(QMainWindow):
     def open_paths(self, paths: list[str] | list[Path]) -> None:
         """Open what the user gave: one file/folder, or several files of one series."""
         paths = [Path(p) for p in paths]
+        if not paths or not self.confirm_discard_changes():
+            return
         if len(paths) == 1:
-            self.open_path(paths[0])
+            self._load(paths[0])
             return
         folders = {p.parent for p in paths}
         if len(folders) == 1 and all(p.is_file() for p in paths):
-            self.open_path(next(iter(folders)))  # several slices picked: open their series
+            self._load(next(iter(folders)))  # several slices picked: open their series
         else:
-            self.open_path(paths[0])
+            self._load(paths[0])
             self.statusBar().showMessage(f"Opened the first of {len(paths)} paths", 5000)
 
     def open_demo(self, file_name: str) -> None:
@@ -381,14 +394,22 @@ class MainWindow(QMainWindow):
         self.open_path(path)
 
     def open_path(self, path: str | Path, series_uid: str | None = None) -> None:
+        """Open an image in place of the current one, after asking about unsaved work."""
+        if not self.confirm_discard_changes():
+            return
+        self._load(path, series_uid)
+
+    def _load(self, path: str | Path, series_uid: str | None = None) -> None:
         """Start loading off the UI thread; the result arrives in `_on_loaded`."""
         self._pending_path = Path(path)
         self.statusBar().showMessage(f"Loading {Path(path).name}…")
         self.loader.load(path, series_uid)
 
     def close_image(self) -> None:
+        """Close the image (asking about unsaved work) and go back to the start page."""
         if not self.confirm_discard_changes():
             return
+        self._session_path = None
         self.state.set_image(None)
         self.autosave.discard()
         self.show_start_page()
@@ -396,6 +417,7 @@ class MainWindow(QMainWindow):
     def _on_loaded(self, image: MedicalImage) -> None:
         self.state.set_image(image)
         recovered = False
+        self._session_path, self._pending_session_path = self._pending_session_path, None
         if self._pending_session is not None:
             doc, session = self._pending_session
             recovered, self._pending_is_recovery = self._pending_is_recovery, False
@@ -417,8 +439,9 @@ class MainWindow(QMainWindow):
         if isinstance(error, SeriesChoiceError):
             uid = self.choose_series(error.series)
             if uid is not None:
-                self.open_path(error.path, series_uid=uid)
+                self._load(error.path, series_uid=uid)
             return
+        self._pending_session, self._pending_session_path, self._pending_is_recovery = None, None, False
         self.show_error("Cannot open image", str(error))
 
     def choose_series(self, series: list[SeriesInfo]) -> str | None:
@@ -515,15 +538,45 @@ class MainWindow(QMainWindow):
         self._saved_revision = None if doc is None else (doc.uid, doc.revision)
 
     def confirm_discard_changes(self) -> bool:
-        """Ask before unsaved annotations are dropped (tests replace this)."""
+        """Before unsaved work is dropped: Save / Discard / Cancel. True when it may go ahead."""
         if not self.has_unsaved_changes():
             return True
-        answer = QMessageBox.question(
-            self, "Unsaved annotations",
-            "The masks of this image have unsaved changes. Discard them?",
-            QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+        answer = self.ask_unsaved_changes()
+        if answer == "save":
+            return self.save_session_interactive() is not None
+        return answer == "discard"
+
+    def ask_unsaved_changes(self) -> str:
+        """"save", "discard" or "cancel" (tests replace this)."""
+        doc = self.document
+        n = 0 if doc is None else len(doc.lesion_ids)
+        box = QMessageBox(
+            QMessageBox.Icon.Warning, "Unsaved annotations",
+            f"This image has unsaved changes ({n} lesion(s), including accepted syntheses). "
+            "Save them as a session first?",
+            QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard | QMessageBox.StandardButton.Cancel,
+            self,
         )
-        return answer == QMessageBox.StandardButton.Discard
+        box.setDefaultButton(QMessageBox.StandardButton.Save)
+        answer = box.exec()
+        return {QMessageBox.StandardButton.Save: "save", QMessageBox.StandardButton.Discard: "discard"}.get(
+            QMessageBox.StandardButton(answer), "cancel"
+        )
+
+    def ask_session_path(self) -> str:
+        """A session file chooser; "" when cancelled (tests replace this)."""
+        path, _ = QFileDialog.getSaveFileName(self, "Save session", "", SESSION_FILTER)
+        return path
+
+    def save_session_interactive(self) -> Path | None:
+        """Save to the session already used, or ask where; None when cancelled or failed."""
+        path: str | Path | None = self._session_path
+        if path is None:
+            path = self.ask_session_path()
+            if not path:
+                return None
+            path = path if str(path).lower().endswith(".json") else str(path) + ".json"
+        return self.save_session(path)
 
     def save_session(self, path: str | Path) -> Path | None:
         doc = self.document
@@ -536,6 +589,7 @@ class MainWindow(QMainWindow):
             self.show_error("Cannot save session", f"{path}: {exc}")
             return None
         self._mark_clean()
+        self._session_path = Path(written)
         self.statusBar().showMessage(f"Saved session {written}", 5000)
         return written
 
@@ -549,8 +603,11 @@ class MainWindow(QMainWindow):
         if not session.image_path:
             self.show_error("Cannot open session", f"{path}: the session names no image")
             return
+        if not self.confirm_discard_changes():
+            return
         self._pending_session = (doc, session)
-        self.open_path(session.image_path)
+        self._pending_session_path = Path(path)
+        self._load(session.image_path)
 
     def _apply_session(self, image: MedicalImage, doc: AnnotationDocument, session: SessionState) -> None:
         if tuple(doc.shape) != tuple(image.shape):
@@ -592,7 +649,7 @@ class MainWindow(QMainWindow):
         return True
 
     def save_session_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save session", "", SESSION_FILTER)
+        path = self.ask_session_path()
         if path:
             self.save_session(path if path.lower().endswith(".json") else path + ".json")
 
@@ -610,6 +667,32 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getOpenFileName(self, "Import mask", "", MASK_FILTER)
         if path:
             self.import_mask(path, layer)
+
+    def undo(self) -> None:
+        """Undo one step; a synthesis preview made before it no longer fits and is dropped."""
+        self._drop_stale_preview()
+        self.annotations.undo()
+
+    def redo(self) -> None:
+        """Redo one step (drops a pending synthesis preview like undo)."""
+        self._drop_stale_preview()
+        self.annotations.redo()
+
+    def _drop_stale_preview(self) -> None:
+        if self.synthesis.preview is not None:
+            self.synthesis.reject()
+
+    def toggle_overlays(self) -> None:
+        """H: masks and the synthesis preview's outline, crop box and split line together."""
+        self.annotations.toggle_overlays()
+        settings = self.tools.settings
+        visible = settings.show_labels or settings.show_location
+        syn = self.synthesis
+        if not visible:
+            for item in (syn.outline, syn.crop_rect, syn.split_line):
+                item.setVisible(False)
+        elif syn.preview is not None:
+            syn.set_showing_before(syn.showing_before)  # redraws the preview's outlines
 
     def _toggle_before_after(self) -> None:
         if self.synthesis.preview is not None:
@@ -717,4 +800,4 @@ class MainWindow(QMainWindow):
         self._pending_session = (doc, session)
         self._pending_is_recovery = True
         self.autosave.discard(recovery)
-        self.open_path(session.image_path)
+        self._load(session.image_path)

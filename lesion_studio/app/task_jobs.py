@@ -15,6 +15,7 @@ def evaluate_task(config_path: str | Path):
         from lesion_studio.models.experiments import ExperimentCancelled, load_experiment_config, run_experiment
 
         config = load_experiment_config(config_path)
+        ctx.set_out_dir(config.out_dir)
         ctx.log(f"experiment {config_path} -> {config.out_dir}")
 
         def progress(event) -> None:
@@ -43,6 +44,7 @@ def batch_export_task(config_path: str | Path, device: str = "cpu"):
         from lesion_studio.models.batch_export import BatchCancelled, run_batch
 
         config = load_batch_config(config_path)
+        ctx.set_out_dir(config.output_dir)
         ctx.log(f"batch export {config_path} -> {config.output_dir}")
         log = _LogWriter(ctx)
         try:

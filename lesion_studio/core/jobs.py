@@ -91,6 +91,8 @@ class JobRecord:
     hint: str | None = None  # what to try (CUDA out of memory: a smaller batch ...)
     attempts: int = 0  # 1 + number of resumes that started
     resume_from: str | None = None  # checkpoint the next attempt starts from
+    phase: str = ""  # what a running training does before its next step report ("preparing data")
+    it_per_s: float | None = None  # the last reported speed
 
     @property
     def fraction(self) -> float:

@@ -116,6 +116,21 @@ def _footprint_in_box(plan: SynthesisPlan, box: PixelBox) -> np.ndarray:
     return footprint & inside
 
 
+def _mirrored_footprint(plan: SynthesisPlan, box: PixelBox) -> np.ndarray:
+    """Box pixels outside the image whose reflect padding copies a footprint pixel.
+
+    `extract_crop` reflect-pads a patch that overhangs the image border, so near the border a
+    mirror image of the hole's own pixels (the lesion being removed, or the tissue a new
+    lesion replaces) would sit in the backend's context. These pixels join the region the
+    backend fills; the paste still writes only the footprint.
+    """
+    mirrored = extract_crop(plan.footprint_image(), box)
+    rows = np.arange(box.row0, box.row0 + box.height)
+    cols = np.arange(box.col0, box.col0 + box.width)
+    inside = ((rows >= 0) & (rows < plan.image_shape[0]))[:, None] & ((cols >= 0) & (cols < plan.image_shape[1]))[None, :]
+    return mirrored & ~inside
+
+
 class SynthesisEngine:
     """A backend wrapped in the one synthesis path; call it with an image and request(s).
 
@@ -214,7 +229,7 @@ class SynthesisEngine:
         box = square_box_around(centre, int(side))
         footprint = _footprint_in_box(plan, box)
         region = (outpaint_region(footprint, keep_margin_px=req.outpaint_keep_margin_px)
-                  if req.mode == "outpaint" else footprint)
+                  if req.mode == "outpaint" else footprint | _mirrored_footprint(plan, box))
         crop = extract_crop(pixels, box).astype(np.float32)
         patch_spacing = None if plan.spacing_mm is None else (plan.spacing_mm[0] * scale, plan.spacing_mm[1] * scale)
         if scale > 1.0:

@@ -27,7 +27,7 @@ class ToolSettings:
     radius_unit: str = "px"
     target_layer: str = "labels"
     preserve_other: bool = True  # the brush does not overwrite other lesions
-    opacity: float = 0.5
+    opacity: float = 0.35  # semi-transparent: the tissue under a lesion stays readable
     contour_only: bool = False
     show_labels: bool = True
     show_location: bool = True

@@ -29,7 +29,7 @@ from lesion_studio.core.classic_augment import augment, preset
 from lesion_studio.core.dataset import ITK_SUFFIXES, CaseRecord, Dataset, load_dataset
 from lesion_studio.core.errors import ConfigError, LesionStudioError
 from lesion_studio.core.export import coco, dicom_derived, manifest, nifti, nnunet, png
-from lesion_studio.core.export.atomic import remove_stale_temps, write_json
+from lesion_studio.core.export.atomic import TempJournal, remove_stale_temps, write_json
 from lesion_studio.core.export.config import CLASSICAL_FAMILIES, BatchConfig, read_diameter_file
 from lesion_studio.core.export.item import LESION_LABEL, ExportItem
 from lesion_studio.core.export.work import WorkItem, plan_items, shard, summary
@@ -136,7 +136,6 @@ class BatchExporter:
         self._diameter_file: tuple[float, ...] | None = None
         self._settings: str | None = None
         self.modality = self.dataset.modality or "OT"
-        self.seed_text = f"seed={config.seed};dataset={config.dataset.name}"
 
     # -- shared inputs ------------------------------------------------------------------------
     def dataset_bank(self) -> MaskBank:
@@ -152,6 +151,10 @@ class BatchExporter:
         return self._dataset_bank
 
     def bank(self) -> MaskBank:
+        if self._bank is None and self.config.mask_source == "real":  # real LIDC nodule outlines
+            from lesion_studio.core.classical.nodule_library import bundled_library
+
+            self._bank = bundled_library().shape_bank("axial" if self.modality.upper() == "CT" else "projected")
         if self._bank is None:
             self._bank = MaskBank.load(self.config.mask_bank) if self.config.mask_bank else self.dataset_bank()
             if len(self._bank) == 0:
@@ -276,7 +279,8 @@ class BatchExporter:
             elif fmt == "coco":
                 written += coco.write(export, self.out)
             elif fmt == "dicom":
-                written += dicom_derived.write(export, self.out, seed_text=self.seed_text, template=c.dicom_template)
+                written += dicom_derived.write(export, self.out, uid_root=dicom_derived.uid_root(self.out),
+                                               template=c.dicom_template)
         record = {
             "item": item.item_id, "kind": item.kind, "variant": item.variant, "seed": item.seed, "rank": self.rank,
             "source_case": item.case.case_id,
@@ -324,6 +328,8 @@ class BatchExporter:
             roles.add("remove")
         for role in sorted(roles):
             self.models.get(role)  # an unusable checkpoint stops the run here (exit 2), not per item
+        if "dicom" in self.config.formats and self.config.dicom_template is not None:
+            dicom_derived.load_template(self.config.dicom_template)  # a refused template stops the run too
         for item in self.my_items():
             if self.is_done(item):
                 result.skipped += 1
@@ -391,14 +397,18 @@ class BatchCancelled(Exception):
 def run_batch(config: BatchConfig, *, device: str = "cpu", dry_run: bool = False, show_progress: bool = True,
               stdout: TextIO | None = None, log: TextIO | None = None,
               progress: Callable[[int, int], None] | None = None,
-              cancel: Callable[[], bool] | None = None) -> BatchResult:
+              cancel: Callable[[], bool] | None = None, force: bool = False) -> BatchResult:
     """Run (or, with `dry_run`, only plan) a batch export, under torchrun when WORLD_SIZE > 1.
 
     `progress(done, total)` follows this rank's items; `cancel()` returning True stops after
-    the current item with `BatchCancelled` (the GUI job manager uses both).
+    the current item with `BatchCancelled` (the GUI job manager uses both). The output folder
+    is checked, locked and marked (`core.output_folder`); `force` accepts a non-empty folder
+    lesion-studio did not make. `FolderInUseError` when another run holds the folder.
     """
-    from lesion_studio.models.distributed import barrier, init_from_env
+    from lesion_studio.core.output_folder import check_output_folder
+    from lesion_studio.models.distributed import init_from_env
 
+    check_output_folder(config.output_dir, kind="batch", force=force, key="output.dir")
     stdout = stdout or sys.stdout
     info = init_from_env(device)
     exporter = BatchExporter(config, device=device, rank=info.rank, world_size=info.world_size, log=log)
@@ -410,9 +420,28 @@ def run_batch(config: BatchConfig, *, device: str = "cpu", dry_run: bool = False
         if info.is_main:
             print(json.dumps(plan, indent=2), file=stdout)
         return BatchResult(total=plan["items"], plan=plan)
+    lock = None
     if info.is_main:
-        config.output_dir.mkdir(parents=True, exist_ok=True)
-        removed = remove_stale_temps(config.output_dir)
+        from lesion_studio.core.output_folder import open_output_folder
+
+        lock = open_output_folder(config.output_dir, kind="batch", force=force, key="output.dir")
+    try:
+        with TempJournal(config.output_dir):
+            return _run_locked(config, exporter, plan, info, show_progress=show_progress, stdout=stdout, log=log,
+                               progress=progress, cancel=cancel)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run_locked(config: BatchConfig, exporter: BatchExporter, plan: dict[str, Any], info: Any, *,
+                show_progress: bool, stdout: TextIO, log: TextIO | None,
+                progress: Callable[[int, int], None] | None, cancel: Callable[[], bool] | None) -> BatchResult:
+    """`run_batch` once rank 0 holds the output folder's lock and every rank journals its temps."""
+    from lesion_studio.models.distributed import barrier
+
+    if info.is_main:
+        removed = remove_stale_temps(config.output_dir)  # only what earlier runs' journals list
         if removed:
             print(f"lesion-studio batch: removed {removed} partial file(s) of an interrupted run", file=log or sys.stderr)
     barrier(info)

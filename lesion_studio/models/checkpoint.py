@@ -9,6 +9,14 @@ A checkpoint `NAME` is up to three files side by side:
 
 Loading reads the JSON first (plain `json`), then the tensors with `safetensors`; a pickle
 (`.pt`, `.pth`, `.ckpt`, `.pkl`) is refused with `CheckpointError`, never unpickled.
+
+Saving is all-or-nothing: every file is written under a temporary name (fsynced), the JSON
+records the size and SHA-256 of the tensor files (`files`), then the old `NAME.json` is
+removed (the old checkpoint is now absent), the tensor files are renamed into place and the
+JSON is renamed last: the commit. A kill at any point leaves the old checkpoint complete, or
+no checkpoint `NAME`, or the new one complete; loading verifies the recorded hashes, so
+a JSON beside tensors of another save is refused (`CheckpointError` naming the file), never
+loaded. Checkpoints without `files` (older versions, the shipped demo models) load unchecked.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ from torch import nn
 
 from lesion_studio import __version__
 from lesion_studio.core.errors import CheckpointError
+from lesion_studio.core.export.atomic import fsync_dir, temp_path
+from lesion_studio.core.hashing import sha256_file
 
 CHECKPOINT_FORMAT = "lesion-studio-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -128,16 +138,31 @@ def _decode(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
     raise CheckpointError(f"unknown entry in the training state: {sorted(obj)[:3]}")
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def _write_temp(path: Path, write) -> Path:
+    """Write a temporary file beside `path` with `write(tmp)`, fsync it; returns the temp path."""
+    tmp = temp_path(path)
+    write(tmp)
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    return tmp
 
 
-def _atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp))
-    os.replace(tmp, path)
+def _file_record(path: Path) -> dict[str, Any]:
+    return {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def _verify_file(meta: dict[str, Any], role: str, path: Path) -> None:
+    """`CheckpointError` when `path` is not the file the metadata recorded for `role`."""
+    record = (meta.get("files") or {}).get(role)
+    if record is None:
+        return  # a checkpoint from before hashes were recorded
+    if not path.is_file():
+        raise CheckpointError(f"file not found (the checkpoint metadata lists it as its {role})", path)
+    size = path.stat().st_size
+    if size != record.get("bytes") or sha256_file(path) != record.get("sha256"):
+        raise CheckpointError(
+            f"does not match its checkpoint metadata ({role}: {size} bytes, expected {record.get('bytes')}, "
+            "or another SHA-256): a save was interrupted or the file was replaced; use another checkpoint", path)
 
 
 def save_checkpoint(
@@ -179,12 +204,41 @@ def save_checkpoint(
         "networks": sorted(networks),
         "training_state": None,
     }
-    if training_state is not None:
-        state_tensors: dict[str, torch.Tensor] = {}
-        meta["training_state"] = _encode(training_state, state_tensors, "state")
-        _atomic_save_tensors(state_tensors, stem.with_name(stem.name + ".state.safetensors"))
-    _atomic_save_tensors(weights, stem.with_name(stem.name + ".safetensors"))
-    _atomic_write_text(stem.with_name(stem.name + ".json"), json.dumps(meta, indent=2, sort_keys=True))
+    weights_path = stem.with_name(stem.name + ".safetensors")
+    state_path = stem.with_name(stem.name + ".state.safetensors")
+    json_path = stem.with_name(stem.name + ".json")
+    temps: list[Path] = []
+    try:
+        files: dict[str, Any] = {}
+        moves: list[tuple[Path, Path]] = []
+        if training_state is not None:
+            state_tensors: dict[str, torch.Tensor] = {}
+            meta["training_state"] = _encode(training_state, state_tensors, "state")
+            tmp = _write_temp(state_path, lambda t: save_file(state_tensors, str(t)))
+            temps.append(tmp)
+            files["state"] = _file_record(tmp)
+            moves.append((tmp, state_path))
+        tmp = _write_temp(weights_path, lambda t: save_file(weights, str(t)))
+        temps.append(tmp)
+        files["weights"] = _file_record(tmp)
+        moves.append((tmp, weights_path))
+        meta["files"] = files
+        text = json.dumps(meta, indent=2, sort_keys=True)
+        tmp = _write_temp(json_path, lambda t: t.write_text(text, encoding="utf-8"))
+        temps.append(tmp)
+        # commit: the old checkpoint goes first (absent, never half old and half new) ...
+        json_path.unlink(missing_ok=True)
+        if training_state is None:
+            state_path.unlink(missing_ok=True)  # a stale state of an earlier save must not pair with these weights
+        for src, dst in moves:
+            os.replace(src, dst)
+        # ... and the JSON, renamed last, makes the new one exist
+        os.replace(tmp, json_path)
+    except BaseException:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(stem.parent)
     return stem
 
 
@@ -230,7 +284,9 @@ def load_checkpoint(
         raise CheckpointError(
             f"this is a {meta.get('family')!r} checkpoint; a {family!r} checkpoint is needed here", json_path,
         )
-    flat = _read_tensors(stem.with_name(stem.name + ".safetensors"), device)
+    weights_path = stem.with_name(stem.name + ".safetensors")
+    _verify_file(meta, "weights", weights_path)
+    flat = _read_tensors(weights_path, device)
     weights: dict[str, dict[str, torch.Tensor]] = {name: {} for name in meta.get("networks", [])}
     for key, tensor in flat.items():
         name, _, param = key.partition(".")
@@ -241,7 +297,9 @@ def load_checkpoint(
     if with_training_state:
         if meta.get("training_state") is None:
             raise CheckpointError("this checkpoint holds weights only; it cannot resume training", json_path)
-        tensors = _read_tensors(stem.with_name(stem.name + ".state.safetensors"), "cpu")
+        state_path = stem.with_name(stem.name + ".state.safetensors")
+        _verify_file(meta, "state", state_path)
+        tensors = _read_tensors(state_path, "cpu")
         try:
             training_state = _decode(meta["training_state"], tensors)
         except KeyError as exc:
@@ -259,5 +317,21 @@ def _looks_like_pickle(path: Path) -> bool:
 def remove_checkpoint(stem: str | Path) -> None:
     """Delete the files of one checkpoint (used to keep only the last few periodic ones)."""
     stem = stem_of(stem)
-    for suffix in (".safetensors", ".json", ".state.safetensors"):
+    for suffix in (".json", ".safetensors", ".state.safetensors"):  # the JSON first: absent at once
         stem.with_name(stem.name + suffix).unlink(missing_ok=True)
+
+
+def latest_checkpoint(folder: str | Path, *, family: str | None = None) -> Path | None:
+    """The newest (highest step) checkpoint in `folder` that loads completely with its training
+    state, or None: what to resume from after a crash."""
+    best: tuple[int, Path] | None = None
+    for json_path in Path(folder).glob("*.json"):
+        if json_path.name.startswith("."):
+            continue
+        try:
+            ck = load_checkpoint(json_path, family=family, with_training_state=True)
+        except CheckpointError:
+            continue
+        if best is None or ck.step > best[0]:
+            best = (ck.step, ck.path)
+    return None if best is None else best[1]

@@ -14,12 +14,15 @@ out_dir = "runs/texture"
 base_channels = 48
 ```
 
-Unknown keys and wrong types raise `ConfigError` naming the key (`model.base_chanels`).
+Unknown keys and wrong types raise `ConfigError` naming the key (`model.base_chanels`),
+with a "did you mean" suggestion; `validate` range-checks every number (finite, positive
+sizes, rates and betas in range).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import tomllib
 import types
@@ -221,7 +224,9 @@ class TrainConfig:
         run_table = data.pop("run", {})
         model_table = dict(data.pop("model", {}))
         if data:
-            raise ConfigError(f"unknown key {sorted(data)[0]!r} (expected family, [run], [model])", path)
+            key = sorted(data)[0]
+            raise ConfigError(f"{key}: unknown key{did_you_mean(key, ('family', 'run', 'model'))} "
+                              "(expected family, [run], [model])", path)
         model_table.pop("family", None)
         model = _build_dataclass(model_cls, model_table, "model", path)
         model.family = family
@@ -292,13 +297,41 @@ def _build_dataclass(cls: type, table: Any, prefix: str, path: str | Path | None
     values: dict[str, Any] = {}
     for key, value in table.items():
         if key not in names:
-            raise ConfigError(f"{prefix}.{key}: unknown key for {cls.__name__}", path)
+            raise ConfigError(f"{prefix}.{key}: unknown key for {cls.__name__}{did_you_mean(key, names)}", path)
         if not _matches(value, hints[key]):
-            raise ConfigError(f"{prefix}.{key}: expected {hints[key]}, got {value!r}", path)
+            raise ConfigError(f"{prefix}.{key}: expected {type_name(hints[key])}, got {value!r}", path)
+        bad = _non_finite(value)
+        if bad is not None:
+            raise ConfigError(f"{prefix}.{key}: must be a finite number, got {bad}", path)
         if hints[key] is float and isinstance(value, int):
             value = float(value)
         values[key] = value
     return cls(**values)
+
+
+def did_you_mean(key: str, known: Any) -> str:
+    """'; did you mean 'x'?' for the closest known name, or '' when nothing is close."""
+    close = difflib.get_close_matches(str(key), [str(k) for k in known], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def type_name(annotation: Any) -> str:
+    """A config type in words ('an integer', 'a list of numbers', ...), not Python's repr."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(type_name(a) for a in typing.get_args(annotation) if a is not type(None))
+    if origin is list:
+        (item,) = typing.get_args(annotation) or (Any,)
+        return "a list of " + {int: "integers", float: "numbers", str: "strings"}.get(item, "values")
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(annotation, "a value")
+
+
+def _non_finite(value: Any) -> float | None:
+    """The first NaN/Inf in a number or list of numbers (TOML allows nan and inf), else None."""
+    for v in value if isinstance(value, list) else [value]:
+        if isinstance(v, float) and not math.isfinite(v):
+            return v
+    return None
 
 
 def validate(config: TrainConfig, *, path: str | Path | None = None) -> None:
@@ -308,6 +341,11 @@ def validate(config: TrainConfig, *, path: str | Path | None = None) -> None:
     def bad(key: str, reason: str) -> None:
         raise ConfigError(f"{key}: {reason}", path)
 
+    for prefix, obj in (("run", run), ("model", model)):  # NaN/Inf slip through every range check below
+        for f in dataclasses.fields(obj):
+            value = _non_finite(getattr(obj, f.name))
+            if value is not None:
+                bad(f"{prefix}.{f.name}", f"must be a finite number, got {value}")
     if run.steps < 1:
         bad("run.steps", f"must be >= 1, got {run.steps}")
     if not 0.0 <= run.val_fraction < 1.0:
@@ -331,6 +369,35 @@ def validate(config: TrainConfig, *, path: str | Path | None = None) -> None:
         bad("model.d_every", "must be >= 1")
     if len(model.betas) != 2:
         bad("model.betas", "must be two numbers [beta1, beta2]")
+    if not all(0.0 <= b < 1.0 for b in model.betas):
+        bad("model.betas", f"each beta must be in [0, 1), got {list(model.betas)}")
+    if run.lesion_label < 0:
+        bad("run.lesion_label", f"must be >= 0 (0: any nonzero mask value), got {run.lesion_label}")
+    for key in ("base_channels", "in_channels", "out_channels", "disc_channels", "disc_layers", "z_dim", "depth",
+                "num_downs", "global_blocks", "local_blocks", "local_px"):
+        value = getattr(model, key, None)
+        if value is not None and value < 1:
+            bad(f"model.{key}", f"must be >= 1, got {value}")
+    for key in ("lr_g", "lr_d", "lr_d_ratio", "lr_gamma", "normalize_diameter_px"):
+        value = getattr(model, key, None)
+        if value is not None and value <= 0:
+            bad(f"model.{key}", f"must be > 0, got {value}")
+    for key in ("l1_coarse_weight", "l1_refine_weight", "perceptual_weight", "adversarial_weight", "l1_weight",
+                "content_weight"):
+        value = getattr(model, key, None)
+        if value is not None and value < 0:
+            bad(f"model.{key}", f"must be >= 0, got {value}")
+    for key in ("dropout", "global_local_mix"):
+        value = getattr(model, key, None)
+        if value is not None and not 0.0 <= value <= (1.0 if key == "global_local_mix" else 0.99):
+            bad(f"model.{key}", f"must be in [0, {1 if key == 'global_local_mix' else 0.99}], got {value}")
+    dilations = getattr(model, "dilations", None)
+    if dilations is not None and (not dilations or min(dilations) < 1):
+        bad("model.dilations", f"must be a non-empty list of integers >= 1, got {dilations}")
+    if model.lr_milestones and min(model.lr_milestones) < 1:
+        bad("model.lr_milestones", f"steps must be >= 1, got {model.lr_milestones}")
+    if getattr(model, "stage1_steps", None) is not None and model.stage1_steps < 0:
+        bad("model.stage1_steps", f"must be >= 0, got {model.stage1_steps}")
     if model.best_metric not in ("", "masked_psnr", "masked_ssim", "masked_l1"):
         bad("model.best_metric", f"unknown metric {model.best_metric!r}")
     min_px = {"shape": 32, "texture": 16, "outpaint": 16, "cascade": 16, "pix2pix": 2 ** getattr(model, "num_downs", 1)}

@@ -36,6 +36,7 @@ import torch
 from skimage.transform import resize
 
 from lesion_studio.core.classic_augment import augment as classic_augment
+from lesion_studio.core.classic_augment import PRESETS as _PRESETS
 from lesion_studio.core.classic_augment import preset as classic_preset
 from lesion_studio.core.dataset import CaseRecord, Dataset, load_dataset
 from lesion_studio.core.errors import ConfigError
@@ -47,11 +48,14 @@ from lesion_studio.core.metrics.classification import image_level_scores
 from lesion_studio.core.metrics.detection import image_scores_from_boxes
 from lesion_studio.core.metrics.statistics import bootstrap_ci, friedman_nemenyi, mean_sd, t_test
 from lesion_studio.models.detection import DEFAULT_MIN_PROB, detect_from_probability
-from lesion_studio.models.segmentation import build_loss, build_segmenter
+from lesion_studio.models.segmentation import SEGMENTERS, build_loss, build_segmenter
+from lesion_studio.models.segmentation.losses import LOSSES as _LOSSES
 from lesion_studio.models.synthetic_sources import (
     CheckpointSynthesisSource, DatasetSyntheticSource, PhantomLesionPainter,
 )
 
+SEGMENTATION_LOSSES = tuple(_LOSSES)
+CLASSIC_PRESETS = tuple(_PRESETS)
 RESULTS_FORMAT = "lesion-studio-experiment"
 RESULTS_VERSION = 1
 RESULTS_FILE = "results.json"
@@ -177,22 +181,113 @@ def _grid_conditions(grid: dict) -> list[ConditionConfig]:
     return out
 
 
+#: The sections of an experiment TOML file.
+SECTIONS = ("experiment", "model", "training", "hem", "conditions", "grid")
+#: The keys of the flat sections ([experiment], [model], [training]) and how each is checked:
+#: (kind, (test, reason) or None). Kinds: "str", "path", "int", "float", "bool".
+_POS, _NONNEG, _UNIT = (lambda v: v >= 1, "must be >= 1"), (lambda v: v >= 0, "must be >= 0"), \
+    (lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]")
+_FLAT_KEYS: dict[str, tuple[str, Any]] = {
+    "name": ("str", (lambda v: bool(v.strip()), "must not be empty")),
+    "dataset": ("path", None), "out_dir": ("path", None), "synthetic_dataset": ("path", None),
+    "synthesis_checkpoint": ("path", None),
+    "task": ("str", (lambda v: v in TASKS, f"must be one of {', '.join(TASKS)}")),
+    "baseline": ("str", None),
+    "synthetic_generator": ("str", (lambda v: v in ("dataset", "checkpoint", "phantom_painter"),
+                                    "must be dataset, checkpoint or phantom_painter")),
+    "folds": ("int", (lambda v: v >= 2, "must be >= 2")),
+    "val_fraction": ("float", (lambda v: 0.0 < v < 1.0, "must be in (0, 1)")),
+    "seed": ("int", _NONNEG),
+    "image_size_px": ("int", (lambda v: 16 <= v <= 4096, "must be in [16, 4096]")),
+    "arch": ("str", None), "norm": ("str", (lambda v: v in ("batch", "instance"), "must be batch or instance")),
+    "loss": ("str", None),
+    "base_channels": ("int", _POS), "depth": ("int", (lambda v: 1 <= v <= 8, "must be in [1, 8]")),
+    "epochs": ("int", _POS), "batch_size": ("int", _POS),
+    "lr": ("float", (lambda v: v > 0, "must be > 0")), "lr_patience": ("int", _NONNEG),
+    "min_lr": ("float", _NONNEG),
+    "classic_preset": ("str", None),
+    "prob_threshold": ("float", (lambda v: 0.0 < v < 1.0, "must be in (0, 1)")),
+    "min_prob": ("float", _UNIT),
+    "device": ("str", (lambda v: v in ("auto", "cpu", "cuda"), "must be auto, cpu or cuda")),
+}
+_CONDITION_KEYS = {"name": ("str", (lambda v: bool(v.strip()), "must not be empty")),
+                   "synthetic_count": ("int", _NONNEG),
+                   "data_fraction": ("float", (lambda v: 0.0 < v <= 1.0, "must be in (0, 1]")),
+                   "classic_augmentation": ("bool", None)}
+_HEM_KEYS = {"n_synthetic": ("int", _POS), "finetune_epochs": ("int", _POS),
+             "finetune_lr": ("float", (lambda v: v > 0, "must be > 0")), "detection_threshold": ("float", _UNIT)}
+_GRID_KEYS = {"synthetic_counts": ("int", _NONNEG), "data_fractions": ("float", (lambda v: 0.0 < v <= 1.0,
+                                                                                 "must be in (0, 1]")),
+              "classic_augmentation": ("bool", None)}
+_KIND_WORDS = {"str": "a string", "path": "a path (string)", "int": "an integer", "float": "a number",
+               "bool": "true or false"}
+
+
+def _did_you_mean(key: str, known: Any) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(str(key), [str(k) for k in known], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _checked(where: str, key: str, value: Any, spec: tuple[str, Any]) -> Any:
+    """`value` of `where key` type- and range-checked (ints accepted as floats); `ConfigError` otherwise."""
+    kind, test = spec
+    ok = {"str": isinstance(value, str), "path": isinstance(value, str),
+          "int": isinstance(value, int) and not isinstance(value, bool),
+          "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+          "bool": isinstance(value, bool)}[kind]
+    if not ok:
+        raise ConfigError(f"{where} {key}: expected {_KIND_WORDS[kind]}, got {value!r}")
+    if kind == "float":
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} {key}: must be a finite number, got {value}")
+    if test is not None and not test[0](value):
+        raise ConfigError(f"{where} {key}: {test[1]}, got {value!r}")
+    return value
+
+
+def _table(where: str, table: Any, specs: dict[str, tuple[str, Any]]) -> dict[str, Any]:
+    """A TOML table checked against `specs`: unknown keys named with a suggestion."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table, got {table!r}")
+    out = {}
+    for key, value in table.items():
+        if key not in specs:
+            raise ConfigError(f"{where} {key}: unknown setting{_did_you_mean(key, specs)}")
+        out[key] = _checked(where, key, value, specs[key])
+    return out
+
+
 def experiment_config_from_dict(doc: dict, base_dir: Path = Path(".")) -> ExperimentConfig:
     """Build the config from a TOML-shaped dict; relative paths resolve against `base_dir`.
 
     Sections: `[experiment]` (name, task, dataset, synthetic_dataset, synthetic_generator,
     out_dir, folds, seed, baseline, ...), `[model]`, `[training]`, `[hem]`, and either
     `[[conditions]]` tables or a `[grid]` (synthetic_counts, data_fractions, classic_augmentation).
+    Every key is type- and range-checked; an unknown section or key is a `ConfigError` naming
+    it, with a "did you mean" suggestion.
     """
-    known = {f for f in ExperimentConfig.__dataclass_fields__}
+    for section in doc:
+        if section not in SECTIONS:
+            raise ConfigError(f"[{section}]: unknown section{_did_you_mean(section, SECTIONS)} "
+                              f"(expected {', '.join(SECTIONS)})")
     flat: dict[str, Any] = {}
     for section in ("experiment", "model", "training"):
-        for key, value in doc.get(section, {}).items():
-            if key not in known:
-                raise ConfigError(f"[{section}] {key}: unknown setting")
-            flat[key] = value
+        flat.update(_table(f"[{section}]", doc.get(section, {}), _FLAT_KEYS))
     if "dataset" not in flat or "name" not in flat:
         raise ConfigError("[experiment] needs name and dataset")
+    if "arch" in flat and flat["arch"] not in SEGMENTERS:
+        raise ConfigError(f"arch: must be one of {', '.join(SEGMENTERS)}, got {flat['arch']!r}")
+    if "loss" in flat and flat["loss"] not in SEGMENTATION_LOSSES:
+        raise ConfigError(f"loss: must be one of {', '.join(SEGMENTATION_LOSSES)}, got {flat['loss']!r}")
+    if "classic_preset" in flat and flat["classic_preset"].upper() not in CLASSIC_PRESETS:
+        raise ConfigError(f"classic_preset: must be one of {', '.join(CLASSIC_PRESETS)}, got {flat['classic_preset']!r}")
+    if flat.get("device") == "auto":
+        from lesion_studio.core.device import resolve_device
+
+        flat["device"] = resolve_device("auto")
 
     def path(value: str | None) -> Path | None:
         if value is None:
@@ -205,9 +300,25 @@ def experiment_config_from_dict(doc: dict, base_dir: Path = Path(".")) -> Experi
     flat["synthesis_checkpoint"] = path(flat.get("synthesis_checkpoint"))
     flat["out_dir"] = path(flat.get("out_dir", f"experiments/{flat['name']}"))
     if "conditions" in doc:
-        conditions = [ConditionConfig(**c) for c in doc["conditions"]]
+        tables = doc["conditions"] if isinstance(doc["conditions"], list) else [doc["conditions"]]
+        conditions = []
+        for i, table in enumerate(tables):
+            values = _table(f"[[conditions]] #{i + 1}", table, _CONDITION_KEYS)
+            if "name" not in values:
+                raise ConfigError(f"[[conditions]] #{i + 1}: needs a name")
+            conditions.append(ConditionConfig(**values))
     elif "grid" in doc:
-        conditions = _grid_conditions(doc["grid"])
+        grid = doc["grid"]
+        if not isinstance(grid, dict):
+            raise ConfigError(f"[grid]: expected a table, got {grid!r}")
+        for key, values in grid.items():
+            if key not in _GRID_KEYS:
+                raise ConfigError(f"[grid] {key}: unknown setting{_did_you_mean(key, _GRID_KEYS)}")
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"[grid] {key}: expected a non-empty list, got {values!r}")
+            for value in values:
+                _checked("[grid]", key, value, _GRID_KEYS[key])
+        conditions = _grid_conditions(grid)
     elif flat.get("task") == "hard_example_mining":
         conditions = [ConditionConfig("pretrained"), ConditionConfig("hem_finetuned")]
     else:
@@ -215,21 +326,25 @@ def experiment_config_from_dict(doc: dict, base_dir: Path = Path(".")) -> Experi
     flat["conditions"] = tuple(conditions)
     flat.setdefault("baseline", conditions[0].name)
     if "hem" in doc:
-        flat["hem"] = HemConfig(**doc["hem"])
-    try:
-        return ExperimentConfig(**flat)
-    except TypeError as exc:
-        raise ConfigError(f"invalid experiment config: {exc}") from exc
+        flat["hem"] = HemConfig(**_table("[hem]", doc["hem"], _HEM_KEYS))
+    return ExperimentConfig(**flat)
 
 
 def load_experiment_config(path: str | Path) -> ExperimentConfig:
-    """Read an experiment TOML file (see `experiment_config_from_dict`)."""
+    """Read an experiment TOML file (see `experiment_config_from_dict`); errors name the file."""
     path = Path(path)
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read experiment config: {exc}", path) from exc
-    return experiment_config_from_dict(doc, path.parent)
+    try:
+        return experiment_config_from_dict(doc, path.parent)
+    except ConfigError as exc:
+        if exc.path is not None:
+            raise
+        raise ConfigError(exc.reason, path) from None
+    except ValueError as exc:  # resolve_device: "auto" with a broken torch install
+        raise ConfigError(str(exc), path) from None
 
 
 # -- folds and data ---------------------------------------------------------------------------

@@ -14,6 +14,17 @@ from typing import Callable, Union
 import numpy as np
 
 
+#: What a training does before its first step reports (PhaseEvent.phase), in order.
+PHASES = ("preparing data", "building model", "first step")
+
+
+@dataclass(frozen=True)
+class PhaseEvent:
+    """The training started a phase that may take long before any step is reported."""
+
+    phase: str  # one of PHASES
+
+
 @dataclass(frozen=True)
 class TrainStarted:
     family: str
@@ -70,7 +81,7 @@ class TrainFinished:
     best_metrics: dict[str, float]
 
 
-Event = Union[TrainStarted, StepEvent, ValidationEvent, SampleEvent, CheckpointEvent, TrainFinished]
+Event = Union[PhaseEvent, TrainStarted, StepEvent, ValidationEvent, SampleEvent, CheckpointEvent, TrainFinished]
 Callback = Callable[[Event], None]
 
 
@@ -97,17 +108,41 @@ def format_duration(seconds: float) -> str:
     return f"{h:d}:{m:02d}:{s:02d}" if h else f"{m:d}:{s:02d}"
 
 
+def format_rate(it_per_s: float | None) -> str:
+    """A training speed as people read it: "3.2 it/s", or "87.0 s/it" when slower than 1 it/s."""
+    if it_per_s is None or not np.isfinite(it_per_s) or it_per_s <= 0:
+        return "? it/s"
+    if it_per_s >= 1.0:
+        return f"{it_per_s:.1f} it/s"
+    return f"{1.0 / it_per_s:.1f} s/it"
+
+
+def step_line(event: StepEvent) -> str:
+    """One log line of a step: counter, every loss term, rate and ETA."""
+    losses = " ".join(f"{k} {v:.4g}" for k, v in event.losses.items())
+    return (f"step {event.step}/{event.total_steps} · {losses} · {format_rate(event.it_per_s)} · "
+            f"ETA {format_duration(event.eta_s)}")
+
+
 class ConsoleProgress:
-    """A tqdm bar on stderr fed by the events (plain lines when stderr is not a terminal)."""
+    """A tqdm bar on a terminal, fed by the events; plain lines, one per event, otherwise
+    (a pipe, a file, the GUI's job log), so each line is complete the moment it happens."""
 
     def __init__(self, stream=None) -> None:
         self.stream = stream or sys.stderr
         self._bar = None
+        isatty = getattr(self.stream, "isatty", None)
+        self.plain = not (callable(isatty) and isatty())
 
     def __call__(self, event: Event) -> None:
+        if self.plain:
+            self._plain(event)
+            return
         from tqdm import tqdm
 
-        if isinstance(event, TrainStarted):
+        if isinstance(event, PhaseEvent):
+            self._write(f"{event.phase}…")
+        elif isinstance(event, TrainStarted):
             self._bar = tqdm(
                 total=event.total_steps, initial=event.start_step, file=self.stream,
                 desc=f"{event.family} ({event.device}, x{event.world_size})", unit="it", dynamic_ncols=True,
@@ -126,6 +161,26 @@ class ConsoleProgress:
                 self._bar.n = event.step
                 self._bar.close()
             self._write(("cancelled" if event.cancelled else "finished") + f" at step {event.step}: {event.checkpoint}")
+
+    def _plain(self, event: Event) -> None:
+        if isinstance(event, PhaseEvent):
+            text = f"{event.phase}…"
+        elif isinstance(event, TrainStarted):
+            text = (f"training {event.family} on {event.device} x{event.world_size}: steps {event.start_step}"
+                    f"→{event.total_steps}, {event.n_train} train / {event.n_val} validation patches")
+        elif isinstance(event, StepEvent):
+            text = step_line(event)
+        elif isinstance(event, ValidationEvent):
+            metrics = ", ".join(f"{k} {v:.4g}" for k, v in event.metrics.items())
+            text = f"step {event.step}: validation {metrics}{' (best)' if event.is_best else ''}"
+        elif isinstance(event, CheckpointEvent):
+            text = f"step {event.step}: {event.reason} checkpoint {event.path}"
+        elif isinstance(event, TrainFinished):
+            text = ("cancelled" if event.cancelled else "finished") + f" at step {event.step}: {event.checkpoint}"
+        else:
+            return
+        self.stream.write(text + "\n")
+        self.stream.flush()
 
     def _write(self, text: str) -> None:
         from tqdm import tqdm

@@ -28,7 +28,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from lesion_studio.core.dataset import load_dataset
 from lesion_studio.core.errors import CheckpointError, ConfigError
 from lesion_studio.models import distributed
-from lesion_studio.models.checkpoint import load_checkpoint, remove_checkpoint, save_checkpoint
+from lesion_studio.core.export.atomic import TempJournal, remove_stale_temps
+from lesion_studio.core.output_folder import open_output_folder
+from lesion_studio.models.checkpoint import load_checkpoint, remove_checkpoint, save_checkpoint, stem_of
 from lesion_studio.models.config import TrainConfig
 from lesion_studio.models.data import (
     Normalizer,
@@ -47,12 +49,16 @@ from lesion_studio.models.progress import (
     Callback,
     CancelToken,
     CheckpointEvent,
+    PhaseEvent,
     SampleEvent,
     StepEvent,
     TrainFinished,
     TrainStarted,
     ValidationEvent,
 )
+
+#: A step is reported at least this often (seconds) whatever `run.log_every` says.
+REPORT_AT_LEAST_EVERY_S = 10.0
 
 
 # -- step strategies -------------------------------------------------------------------------
@@ -364,8 +370,10 @@ class Trainer:
         callback: Callback | None = None,
         cancel: CancelToken | None = None,
         patches: tuple[PatchSet, PatchSet, Normalizer, str] | None = None,
+        force: bool = False,
     ) -> None:
         self.config = config
+        self.force = force  # accept a non-empty run folder lesion-studio did not make
         self.callback = callback or (lambda event: None)
         self.cancel = cancel or CancelToken()
         self._patches = patches  # (train, val, normalizer, fingerprint): skips reading the dataset
@@ -397,16 +405,38 @@ class Trainer:
                 raise ConfigError(
                     f"model.objective: the training split of {dataset.root} gives no non-lesion holes "
                     f"(images smaller than patch_px = {model.patch_px}, or no lesion-free tissue?)")
+            if run.lesion_label:
+                raise ConfigError(f"run.lesion_label = {run.lesion_label}: the training split of {dataset.root} "
+                                  f"gives no {model.family} patches with this mask value; is it the dataset's "
+                                  "lesion label? (0 takes any nonzero value)")
             raise ConfigError(f"the training split of {dataset.root} gives no {model.family} patches (no lesions?)")
         return train, val, normalizer, dataset_fingerprint(dataset)
 
     def run(self, resume: str | Path | None = None) -> TrainResult:
-        """Train to `run.steps` (from scratch, or from the checkpoint `resume`)."""
-        run, model = self.config.run, self.config.model
-        device = resolve_device(run.device)
+        """Train to `run.steps` (from scratch, or from the checkpoint `resume`).
+
+        The run folder is checked, locked and marked first (`core.output_folder`):
+        `ConfigError` for a refused folder, `FolderInUseError` while another run holds it.
+        """
+        device = resolve_device(self.config.run.device)
         self.dist = distributed.init_from_env(device.type)
         if device.type == "cuda" and self.dist.enabled:
             device = torch.device("cuda", self.dist.local_rank)
+        out_dir = Path(self.config.run.out_dir)
+        lock = None
+        if self.dist.is_main:
+            lock = open_output_folder(out_dir, kind="train", force=self.force, key="run.out_dir")
+        try:
+            with TempJournal(out_dir):
+                if self.dist.is_main:
+                    remove_stale_temps(out_dir)  # only the temporary files a killed run's journal lists
+                return self._train(device, resume)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _train(self, device: torch.device, resume: str | Path | None) -> TrainResult:
+        run, model = self.config.run, self.config.model
         if run.num_threads:
             torch.set_num_threads(run.num_threads)
         torch.manual_seed(run.seed + self.dist.rank)
@@ -419,12 +449,14 @@ class Trainer:
             return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
         checkpoint = None
+        self._emit(PhaseEvent("preparing data"))
         if resume is not None:
             checkpoint = load_checkpoint(resume, family=model.family, with_training_state=True)
         train, val, normalizer, fingerprint = self._prepare_data(checkpoint.meta.get("normalization") if checkpoint else None)
         val = PatchSet(val.images[: run.val_max_patches], val.masks[: run.val_max_patches],
                        val.case_ids[: run.val_max_patches], val.patient_ids[: run.val_max_patches])
 
+        self._emit(PhaseEvent("building model"))
         strategy = STRATEGIES[model.family](model, run.steps, device, autocast)
         if channels_last:
             for net in strategy.networks.values():
@@ -471,8 +503,9 @@ class Trainer:
             return path
 
         self._emit(TrainStarted(model.family, run.steps, start_step, str(device), self.dist.world_size, len(train), len(val)))
+        self._emit(PhaseEvent("first step"))
         history: list[dict[str, float]] = []
-        periodic: list[Path] = []
+        periodic = periodic_checkpoints(out_dir)  # those of earlier runs count towards keep_last too
         last_metrics: dict[str, float] = {}
         step = start_step
         cancelled = False
@@ -500,8 +533,11 @@ class Trainer:
                     sched.step()
             step += 1
             history.append(losses)
-            if step % run.log_every == 0 or step == run.steps:
-                now = time.perf_counter()
+            now = time.perf_counter()
+            # the first step of a run and slow runs report at once: a 90 s/step run with
+            # log_every 10 would otherwise look frozen for 15 minutes
+            if (step % run.log_every == 0 or step == run.steps or step == start_step + 1
+                    or now - window_t >= REPORT_AT_LEAST_EVERY_S):
                 it_s = (step - window_step) / max(now - window_t, 1e-9)
                 window_t, window_step = now, step
                 self._emit(StepEvent(
@@ -525,7 +561,8 @@ class Trainer:
                 self._emit(self.samples(strategy, val if len(val) else train, step))
             if run.checkpoint_every and step % run.checkpoint_every == 0 and step < run.steps:
                 if self.dist.is_main:
-                    periodic.append(save(step, f"step_{step:07d}", "periodic", last_metrics))
+                    path = save(step, f"step_{step:07d}", "periodic", last_metrics)
+                    periodic = [p for p in periodic if p != path] + [path]
                     while run.keep_last and len(periodic) > run.keep_last:
                         remove_checkpoint(periodic.pop(0))
                 distributed.barrier(self.dist)
@@ -579,9 +616,20 @@ def train(
     callback: Callback | None = None,
     cancel: CancelToken | None = None,
     resume: str | Path | None = None,
+    force: bool = False,
 ) -> TrainResult:
     """Train `config` headless; see `Trainer`."""
-    return Trainer(config, callback=callback, cancel=cancel).run(resume=resume)
+    return Trainer(config, callback=callback, cancel=cancel, force=force).run(resume=resume)
+
+
+def periodic_checkpoints(out_dir: Path) -> list[Path]:
+    """The periodic checkpoints (`step_NNNNNNN`) in `out_dir`, oldest step first."""
+    found = []
+    for json_path in Path(out_dir).glob("step_*.json"):
+        digits = json_path.stem[len("step_"):]
+        if digits.isdigit():
+            found.append((int(digits), stem_of(json_path)))
+    return [stem for _, stem in sorted(found)]
 
 
 def replace_run(config: TrainConfig, **changes: Any) -> TrainConfig:

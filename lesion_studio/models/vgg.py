@@ -60,9 +60,13 @@ def resolve_vgg_weights(arch: str, setting: str, *, key: str) -> Path | None:
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:  # e.g. a pickle renamed .safetensors
+            raise ConfigError(f"not a readable safetensors file ({exc}); pickles are never loaded", path) from exc
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)  # no pickle code runs
     except Exception as exc:  # noqa: BLE001 - any failure to read is the user's file problem

@@ -9,15 +9,22 @@ from lesion_studio.core.image import MedicalImage
 
 def describe_image(image: MedicalImage) -> str:
     """Human-readable lines about an image, shared by the panel and tooltips."""
-    shape = " × ".join(str(n) for n in image.shape)
+    # Width × height (columns × rows), the order of the (x, y) boxes and centroids elsewhere.
+    rows, cols = image.shape[-2], image.shape[-1]
+    size = f"{cols} × {rows} px (W × H)"
+    if image.is_volume:
+        size += f", {image.shape[0]} slices"
     if image.spacing_mm is None:
         spacing = "unknown — sizes are in pixels"
     else:
-        spacing = " × ".join(f"{s:.4g}" for s in image.spacing_mm) + " mm"
+        row_mm, col_mm = image.spacing_mm[-2], image.spacing_mm[-1]
+        spacing = f"{col_mm:.4g} × {row_mm:.4g} mm (W × H)"
+        if image.is_volume:
+            spacing += f", slices {image.spacing_mm[0]:.4g} mm"
     lines = [
         f"<b>{image.source.path.name}</b>",
         f"Modality: {image.modality}",
-        f"Size: {shape} px",
+        f"Size: {size}",
         f"Spacing: {spacing}",
         f"Window from: {image.window_source}",
     ]

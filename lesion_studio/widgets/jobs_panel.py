@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from lesion_studio.core.jobs import JobRecord, JobState, format_duration
+from lesion_studio.models.progress import format_rate
 
 COLUMNS = ("Compare", "Job", "State", "Progress", "Elapsed", "ETA")
 STATE_COLORS = {
@@ -36,6 +37,20 @@ STATE_COLORS = {
 MAX_LOG_LINES = 5000
 
 
+def progress_text(record: JobRecord) -> str:
+    """What the Progress column says: the phase before the first step, then percent, steps
+    and the speed ("s/it" when slower than one step a second)."""
+    running = record.state in (JobState.RUNNING, JobState.CANCELLING)
+    if running and record.phase:
+        return f"{record.phase}…"
+    if not record.total_steps:
+        return "–"
+    text = f"{100 * record.fraction:.0f}%  ({record.step}/{record.total_steps})"
+    if running and record.it_per_s:
+        text += f"  {format_rate(record.it_per_s)}"
+    return text
+
+
 class JobsPanel(QWidget):
     """Table of jobs plus the selected job's log and error."""
 
@@ -44,6 +59,7 @@ class JobsPanel(QWidget):
     resumeRequested = Signal(str)
     removeRequested = Signal(str)
     selectionChanged = Signal(str)  # "" when nothing is selected
+    openRequested = Signal(str)  # a job row was double-clicked
     compareChanged = Signal(list)  # ids ticked for comparison
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -64,6 +80,8 @@ class JobsPanel(QWidget):
         self.table.setMinimumWidth(420)
         self.table.itemSelectionChanged.connect(self._on_selection)
         self.table.itemChanged.connect(self._on_item_changed)
+        self.table.cellDoubleClicked.connect(self._on_double_click)
+        self.table.setToolTip("Double-click a finished job to open its results")
 
         self.new_button = QPushButton("New training…")
         self.cancel_button = QPushButton("Cancel")
@@ -133,8 +151,7 @@ class JobsPanel(QWidget):
                 self.table.setItem(row, 0, compare)
                 for col in range(1, len(COLUMNS)):
                     self.table.setItem(row, col, QTableWidgetItem())
-            progress = f"{100 * record.fraction:.0f}%  ({record.step}/{record.total_steps})" if record.total_steps else "–"
-            texts = (record.title, record.state.value, progress,
+            texts = (record.title, record.state.value, progress_text(record),
                      format_duration(record.running_elapsed_s()), format_duration(record.eta_s))
             for col, text in enumerate(texts, start=1):
                 item = self.table.item(row, col)
@@ -224,6 +241,11 @@ class JobsPanel(QWidget):
         self._show_error(self._records.get(job_id))
         self._update_buttons()
         self.selectionChanged.emit(job_id)
+
+    def _on_double_click(self, row: int, _column: int) -> None:
+        item = self.table.item(row, 0)
+        if item is not None:
+            self.openRequested.emit(item.data(Qt.ItemDataRole.UserRole))
 
     def _on_item_changed(self, item: QTableWidgetItem) -> None:
         if not self._updating and item.column() == 0:

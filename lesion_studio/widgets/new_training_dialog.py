@@ -9,6 +9,9 @@ TOML file accepts and reports the same `ConfigError` (naming the key).
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import sys
 import threading
 import tomllib
 import typing
@@ -34,7 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from lesion_studio.core.app_paths import data_dir
+from lesion_studio.core.app_paths import config_dir, data_dir
 from lesion_studio.core.dataset import DatasetProblem, ValidationReport, validate_dataset
 from lesion_studio.core.errors import ConfigError
 from lesion_studio.models.config import FAMILY_CONFIGS, RunConfig, TrainConfig
@@ -49,6 +52,26 @@ FAMILY_HELP = {
     "cascade": "P0: cascaded dilated U-Net inpainter",
     "pix2pix": "P2: mask → image cGAN",
 }
+
+
+#: Model keys naming pretrained VGG weights, with the file torchvision keeps in its hub cache.
+VGG_WEIGHT_KEYS = {"perceptual_weights": ("VGG16", "vgg16-397923af.pth"),
+                   "content_weights": ("VGG19", "vgg19-dcbb9e9d.pth")}
+
+
+def hub_checkpoints_dir() -> Path:
+    """torch's hub checkpoint folder, without importing torch when it is not loaded yet."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return Path(torch.hub.get_dir()) / "checkpoints"
+    cache = os.environ.get("XDG_CACHE_HOME", os.path.join("~", ".cache"))
+    home = os.path.expanduser(os.environ.get("TORCH_HOME", os.path.join(cache, "torch")))
+    return Path(home) / "hub" / "checkpoints"
+
+
+def remembered_path() -> Path:
+    """Where the dialog keeps the values of its last accepted training."""
+    return config_dir() / "new_training.json"
 
 
 def _format_value(value: Any) -> str:
@@ -93,6 +116,9 @@ class NewTrainingDialog(QDialog):
         self._out_root = Path(out_root) if out_root else data_dir() / "runs"
         self._out_edited = False
         self._fields: dict[str, tuple[QWidget, Any]] = {}
+        self._remembered = self._load_remembered() if dataset is None else {}
+        if self._remembered.get("family") in FAMILY_CONFIGS and family == "texture":
+            family = self._remembered["family"]
 
         self.dataset_edit = QLineEdit()
         self.dataset_edit.setPlaceholderText("folder with dataset.json, images/, masks/")
@@ -137,6 +163,10 @@ class NewTrainingDialog(QDialog):
 
         self.run_box = QGroupBox("Run")
         self.model_box = QGroupBox("Hyperparameters (paper defaults)")
+        self.offline_note = QLabel("")
+        self.offline_note.setWordWrap(True)
+        self.offline_note.setStyleSheet("color: #ffd166;")
+        self.offline_note.setVisible(False)
         params = QWidget()
         params_layout = QVBoxLayout(params)
         params_layout.addWidget(self.run_box)
@@ -156,6 +186,7 @@ class NewTrainingDialog(QDialog):
 
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addWidget(self.offline_note)
         layout.addWidget(scroll, 1)
         layout.addWidget(self.error_label)
         layout.addWidget(self.buttons)
@@ -164,6 +195,7 @@ class NewTrainingDialog(QDialog):
         self.family_combo.currentIndexChanged.connect(lambda _i: self._family_changed())
         self.set_family(family)
         self._family_changed()
+        self._restore_remembered()
         if dataset is not None:
             self.set_dataset(dataset)
         self._update_ok()
@@ -199,7 +231,64 @@ class NewTrainingDialog(QDialog):
         for key in [k for k in self._fields if k.startswith("model.")]:
             del self._fields[key]
         self._add_fields(self.model_box, "model", FAMILY_CONFIGS[self.family]())
+        remembered = self._remembered.get("model", {}).get(self.family, {})
+        for name, text in remembered.items():
+            if f"model.{name}" in self._fields:
+                self.set_field(f"model.{name}", text)
+        self._offline_defaults()
         self._suggest_out_dir()
+
+    def _offline_defaults(self) -> None:
+        """Pretrained VGG weights that are not on this machine: the term is off by default
+        (training would stop at once offline), and the dialog says so."""
+        notes = []
+        for name, (arch, file_name) in VGG_WEIGHT_KEYS.items():
+            key = f"model.{name}"
+            if key not in self._fields or self.field_text(key).strip() != "auto":
+                continue
+            where = hub_checkpoints_dir() / file_name
+            if where.is_file():
+                continue
+            self.set_field(key, "disabled")
+            notes.append(f"{name} = \"disabled\": the {arch} weights are not on this computer ({where}). "
+                         f"The feature-matching term is off; put {file_name} there and set \"auto\" to use it.")
+        self.offline_note.setText("\n".join(notes))
+        self.offline_note.setVisible(bool(notes))
+
+    # ------------------------------------------------------------------ remembered values
+    def _load_remembered(self) -> dict[str, Any]:
+        try:
+            data = json.loads(remembered_path().read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _restore_remembered(self) -> None:
+        data = self._remembered
+        for name, text in data.get("run", {}).items():
+            if f"run.{name}" in self._fields:
+                self.set_field(f"run.{name}", text)
+        if data.get("device") in ("auto", "cpu", "cuda"):
+            self.set_device(data["device"])
+        if data.get("dataset"):
+            self.dataset_edit.setText(str(data["dataset"]))
+            self._suggest_out_dir()
+            self.validate_async()
+
+    def remember(self) -> None:
+        """Keep the values of this (accepted) dialog for the next one."""
+        data = self._load_remembered()
+        texts = {key: (self._fields[key][0].isChecked() if isinstance(self._fields[key][0], QCheckBox)
+                       else self.field_text(key)) for key in self._fields}
+        data["family"] = self.family
+        data["device"] = self.device_combo.currentText()
+        data["dataset"] = self.dataset_edit.text().strip()
+        data["run"] = {k[4:]: v for k, v in texts.items() if k.startswith("run.")}
+        data.setdefault("model", {})[self.family] = {k[6:]: v for k, v in texts.items() if k.startswith("model.")}
+        try:
+            remembered_path().write_text(json.dumps(data, indent=1), encoding="utf-8")
+        except OSError:
+            pass  # remembering is a convenience; never block a training for it
 
     @property
     def family(self) -> str:
@@ -339,4 +428,5 @@ class NewTrainingDialog(QDialog):
         except ConfigError as exc:
             self.error_label.setText(str(exc))
             return
+        self.remember()
         super().accept()

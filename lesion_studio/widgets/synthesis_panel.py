@@ -186,7 +186,15 @@ class SynthesisPanel(QGroupBox):
         self.status_label.setWordWrap(True)
         self.status_label.setObjectName("synthesisStatus")
 
+        # Long item texts must not widen the panel (it lives in a ~300 px side dock at 1366 px):
+        # combos elide to the width they get, the full text is in the popup and the tooltip.
+        for combo in (self.model_combo, self.mode_combo, self.source_combo):
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(8)
+            combo.currentTextChanged.connect(lambda text, c=combo: c.setToolTip(text))
+
         form = QFormLayout()
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.DontWrapRows)
         form.addRow("Model", model_row)
         form.addRow(self.model_info)
         form.addRow("Mode", self.mode_combo)

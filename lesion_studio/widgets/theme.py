@@ -10,6 +10,7 @@ QFrame#startCard { background: #181b21; border: 1px solid #2a2f38; border-radius
 QGroupBox { border: 1px solid #2a2f38; border-radius: 6px; margin-top: 14px; padding-top: 6px; }
 QGroupBox::title { subcontrol-origin: margin; left: 8px; padding: 0 4px; color: #c8d0da; }
 QStatusBar QLabel { color: #c8d0da; padding: 0 6px; }
+QMenu::separator { height: 1px; background: #4a525e; margin: 4px 10px; }
 """
 
 

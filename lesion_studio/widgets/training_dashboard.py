@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QLabel,
+    QProgressBar,
     QPushButton,
     QSplitter,
     QVBoxLayout,
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from lesion_studio.core.jobs import MetricHistory, format_duration
+from lesion_studio.models.progress import format_rate
 
 #: Distinct colours on the dark background (one per loss term / run).
 PALETTE = ("#4cc9f0", "#f72585", "#ffd166", "#06d6a0", "#b388ff", "#ff9f1c", "#90be6d", "#ef476f")
@@ -71,6 +73,10 @@ class TrainingDashboard(QWidget):
         self.title_label = QLabel("No run selected")
         self.title_label.setStyleSheet("font-weight: 600;")
         self.status_label = QLabel("")
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setMaximumHeight(14)
+        self.progress_bar.setTextVisible(False)
+        self.progress_bar.setVisible(False)
         self.metric_combo = QComboBox()
         self.metric_combo.setToolTip("Validation metric plotted (and compared across runs)")
         self.metric_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
@@ -121,7 +127,10 @@ class TrainingDashboard(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(header)
-        layout.addWidget(self.status_label)
+        status = QHBoxLayout()
+        status.addWidget(self.status_label)
+        status.addWidget(self.progress_bar, 1)
+        layout.addLayout(status)
         layout.addWidget(splitter, 1)
 
     def _new_plot(self, title: str, ylabel: str, row: int, col: int) -> pg.PlotItem:
@@ -150,6 +159,8 @@ class TrainingDashboard(QWidget):
         for plot in (self.loss_plot, self.val_plot, self.lr_plot, self.speed_plot):
             plot.enableAutoRange(x=True, y=True)
         self.title_label.setText(title or "No run selected")
+        self.status_label.clear()
+        self.progress_bar.setVisible(False)
         if history is not None:
             history.changed.connect(self.schedule_refresh)
         self._clear_curves()
@@ -184,14 +195,26 @@ class TrainingDashboard(QWidget):
                 plot.enableAutoRange(x=False)
 
     def set_progress(self, step: int, total: int, it_per_s: float | None, eta_s: float | None,
-                     elapsed_s: float | None) -> None:
+                     elapsed_s: float | None, phase: str = "", running: bool = False) -> None:
+        """The status line and bar: the phase ("preparing data…") until the first step
+        reports, then step counter, speed (s/it when slow), elapsed time and ETA."""
         self.set_step_range(total)
-        parts = [f"step {step}/{total}" if total else f"step {step}"]
-        if it_per_s:
-            parts.append(f"{it_per_s:.1f} it/s")
+        if phase:
+            parts = [f"{phase}…", f"step {step}/{total}" if total else ""]
+        else:
+            parts = [f"step {step}/{total}" if total else f"step {step}"]
+            if it_per_s:
+                parts.append(format_rate(it_per_s))
         parts.append(f"elapsed {format_duration(elapsed_s)}")
-        parts.append(f"ETA {format_duration(eta_s)}")
-        self.set_status(" · ".join(parts))
+        if not phase and (running or eta_s is not None):
+            parts.append(f"ETA {format_duration(eta_s)}")
+        self.set_status(" · ".join(p for p in parts if p))
+        self.progress_bar.setVisible(running)
+        if running and phase:
+            self.progress_bar.setRange(0, 0)  # busy: nothing to count yet
+        else:
+            self.progress_bar.setRange(0, max(total, 1))
+            self.progress_bar.setValue(min(step, max(total, 1)))
 
     def show_samples(self, step: int, images: np.ndarray, titles: tuple[str, ...] = ()) -> None:
         """`(N, H, W)` float32 in [-1, 1], row by row: input, generated, target."""
@@ -224,8 +247,14 @@ class TrainingDashboard(QWidget):
         return curve
 
     def _set(self, plot_name: str, key: str, pen, series: tuple[list[int], list[float]]) -> None:
+        """Draw one curve; a single point is drawn as a marker (a line needs two)."""
         steps, values = series
-        self._curve(plot_name, key, pen).setData(np.asarray(steps, float), np.asarray(values, float))
+        curve = self._curve(plot_name, key, pen)
+        if len(steps) == 1:
+            curve.setData(np.asarray(steps, float), np.asarray(values, float), symbol="o", symbolSize=7,
+                          symbolPen=pen, symbolBrush=pen.color())
+        else:
+            curve.setData(np.asarray(steps, float), np.asarray(values, float), symbol=None)
 
     def curve_lengths(self) -> dict[str, int]:
         """Points per curve, keyed `plot/name` (tests and diagnostics)."""

@@ -1,14 +1,13 @@
 """The Jobs menu, dock, dialog-to-dashboard flow, cancel/resume buttons, errors, history across
-windows, the close guard, and event-loop responsiveness while a CPU training runs."""
+windows and the close guard. (Event-loop gaps while a CPU training runs are measured by
+benchmarks/event_loop.py: wall-clock bounds do not belong in tests.)"""
 
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QElapsedTimer, Qt, QTimer
+from PySide6.QtCore import Qt
 
 from lesion_studio.app.jobs_ui import JobsUi, install_jobs_ui
 from lesion_studio.app.main_window import MainWindow
@@ -171,37 +170,3 @@ def test_closing_with_running_jobs_asks_then_cancels_them_cleanly(qtbot, qapp, p
     assert jobs.window.close()
     assert questions == [1, 1] and not jobs.window.isVisible()
     assert record.state is JobState.CANCELLED and record.can_resume
-
-
-def test_event_loop_stays_responsive_while_training_on_cpu(ui, qtbot, phantom_dataset, tmp_path):
-    gaps = []
-    clock = QElapsedTimer()
-    clock.start()
-    last = [clock.elapsed()]
-
-    def tick():
-        now = clock.elapsed()
-        gaps.append(now - last[0])
-        last[0] = now
-
-    timer = QTimer()
-    timer.setInterval(10)
-    timer.timeout.connect(tick)
-    record = ui.start_training(tiny_config(phantom_dataset, tmp_path / "run", steps=120, val_every=20,
-                                           sample_every=20, checkpoint_every=40))
-    qtbot.waitUntil(lambda: record.state is JobState.RUNNING and record.step >= 1, timeout=60_000)
-    last[0] = clock.elapsed()
-    timer.start()
-    t0 = time.monotonic()
-    qtbot.waitUntil(lambda: record.state.finished, timeout=120_000)
-    timer.stop()
-    assert record.state is JobState.DONE
-    assert time.monotonic() - t0 > 1.0 and len(gaps) > 50
-    worst = max(gaps)
-    load = os.getloadavg()[0]
-    print(f"\nmax event-loop gap while training: {worst} ms over {len(gaps)} ticks (load {load:.1f})")
-    # The bound is 50 ms. On a machine busier than its cores (other test runs), the OS may
-    # preempt the worker while it holds the GIL and every thread waits for a time slice;
-    # then only a gross stall (a synchronous redraw of everything, a blocking call) fails.
-    limit = 50 if load <= (os.cpu_count() or 1) else 150
-    assert worst <= limit, f"event loop stalled {worst} ms (load {load:.1f})"

@@ -3,6 +3,7 @@ dry run, SIGKILL-and-resume, and torchrun sharding with 2 gloo processes."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ import SimpleITK as sitk
 
 from lesion_studio.app.cli import main
 from lesion_studio.core.dataset import load_dataset, read_array
-from lesion_studio.core.export import deid
+from lesion_studio.core.export import deid, dicom_derived
 from lesion_studio.core.export.config import load_batch_config
 from lesion_studio.core.phantom import generate_phantom_dataset
 from lesion_studio.models import batch_export
@@ -70,14 +71,47 @@ def _cli(config: Path, *args: str) -> subprocess.CompletedProcess:
                            *args], capture_output=True, text=True, timeout=240, env=_env())
 
 
-def files_of(out: Path) -> dict[str, bytes]:
-    """Every output file by relative path; manifest lines without their time stamp."""
+#: The UIDs a derived DICOM takes from its export's random root (`dicom_derived.uid_root`).
+EXPORT_UIDS = {"study": "StudyInstanceUID", "series": "SeriesInstanceUID", "sop": "SOPInstanceUID",
+               "frame": "FrameOfReferenceUID"}
+
+
+def _without_export_uids(path: Path) -> bytes:
+    """A derived DICOM re-encoded with its root-derived UIDs blanked, to compare two exports."""
+    ds = pydicom.dcmread(path)
+    for keyword in EXPORT_UIDS.values():
+        setattr(ds, keyword, "1.2")
+    ds.file_meta.MediaStorageSOPInstanceUID = "1.2"
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def assert_uids_follow_the_root(out: Path) -> set[str]:
+    """Every DICOM of `out` carries the UIDs of `out`'s own root (items written before and after a
+    kill alike); returns the SOP Instance UIDs."""
+    root = dicom_derived.uid_root(out)
+    sops = set()
+    for path in (out / "dicom").glob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        for role, keyword in EXPORT_UIDS.items():
+            item = "" if role in ("study", "series") else path.stem
+            assert ds.get(keyword) == dicom_derived.new_uid(root, item, role), (path, keyword)
+        sops.add(ds.SOPInstanceUID)
+    return sops
+
+
+def files_of(out: Path, *, same_export: bool = True) -> dict[str, bytes]:
+    """Every output file by relative path; manifest lines without their time stamp. To compare two
+    exports (`same_export=False`), DICOM files without the UIDs of their export's random root."""
     files = {}
     for path in sorted(out.rglob("*")):
         if not path.is_file():
             continue
         rel = path.relative_to(out).as_posix()
-        data = path.read_bytes()
+        if not same_export and (rel == dicom_derived.UID_ROOT_FILE or rel.startswith(".lesion-studio")):
+            continue  # what makes each export its own: UID root, folder marker and lock
+        data = path.read_bytes() if same_export or path.suffix != ".dcm" else _without_export_uids(path)
         if rel.startswith("manifest"):
             lines = [json.loads(line) for line in data.decode().splitlines()]
             for record in lines:
@@ -247,9 +281,11 @@ def test_sigkill_and_resume_gives_the_uninterrupted_result(reference: Path, setu
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "skipped 0 " not in resumed.stdout  # finished items were kept
     assert not [p for p in out.rglob("*") if ".tmp" in p.name]
-    got, want = files_of(out), files_of(reference)
+    got, want = files_of(out, same_export=False), files_of(reference, same_export=False)
     assert sorted(got) == sorted(want)
     assert [k for k in want if got[k] != want[k]] == []
+    # Same seed, same dataset name, another export: no UID in common (issue 18 item 2).
+    assert not assert_uids_follow_the_root(out) & assert_uids_follow_the_root(reference)
 
 
 def _free_port() -> int:
@@ -349,3 +385,22 @@ def test_a_changed_config_redoes_what_it_changes(setup, tmp_path: Path, monkeypa
     config.write_text(config.read_text().replace("seed = 11", "seed = 12"))
     assert main(["batch", str(config), "--quiet"]) == 0
     assert "exported 5, skipped 0" in capsys.readouterr().out  # another seed: new images
+
+
+def test_a_refused_dicom_template_stops_the_run_before_any_item(tmp_path: Path, monkeypatch, capsys) -> None:
+    generate_phantom_dataset(tmp_path / "ct", "ct", 2, size_px=64)
+    (tmp_path / "none.safetensors").write_bytes(b"")  # never loaded: the model is patched out
+    monkeypatch.setattr(batch_export._Models, "get", lambda self, role: (None, {}))
+    template = tmp_path / "burned.dcm"
+    source = pydicom.dcmread(pydicom.data.get_testdata_file("CT_small.dcm"))
+    source.BurnedInAnnotation = "YES"
+    source.save_as(template)
+    out = tmp_path / "out"
+    config = tmp_path / "c.toml"
+    config.write_text(f'[input]\ndataset = "{tmp_path / "ct"}"\ndicom_template = "{template}"\n'
+                      f'[synthesis]\nper_image = 1\n[models]\ninpaint = "{tmp_path}/none"\n'
+                      f'[output]\ndir = "{out}"\nformats = ["png", "dicom"]\n')
+    assert main(["batch", str(config), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert str(template) in err and "BurnedInAnnotation YES" in err and "failed" not in err
+    assert not list(out.rglob("*.png")) and not list(out.rglob("*.dcm"))

@@ -99,3 +99,146 @@ def test_missing_or_foreign_metadata(tmp_path: Path) -> None:
     (tmp_path / "x.json").write_text('{"format": "something-else"}')
     with pytest.raises(CheckpointError, match="not a lesion-studio checkpoint"):
         load_checkpoint(tmp_path / "x")
+
+
+# -- atomic saves (issue 18, items 3 and 5) ---------------------------------------------------
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in load_checkpoint(path).weights["generator"].items()}
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+class _Killed(BaseException):
+    pass
+
+
+def test_a_save_interrupted_at_any_step_leaves_the_old_or_no_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    from lesion_studio.models import checkpoint as ck
+
+    def save(nets, step):
+        return save_checkpoint(tmp_path / "best", family="texture", config={}, networks=nets, step=step,
+                               training_state={"rng": torch.arange(step)}, reason="best")
+
+    _, old_nets = _nets("texture")
+    _, new_nets = _nets("texture")
+    with torch.no_grad():
+        for p in new_nets["generator"].parameters():
+            p.add_(1.0)
+    real_replace, real_unlink = os.replace, Path.unlink
+    for k in range(6):  # unlink json, unlink state (no-op), replace state, replace weights, replace json
+        save(old_nets, 5)
+        old = _weights(tmp_path / "best")
+        calls = [0]
+
+        def step(*args, real=None, **kwargs):
+            calls[0] += 1
+            if calls[0] > k:
+                raise _Killed
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(ck.os, "replace", lambda *a, **kw: step(*a, real=real_replace, **kw))
+        monkeypatch.setattr(Path, "unlink", lambda self, *a, **kw: (step(self, *a, real=real_unlink, **kw)
+                                                                    if self.name.startswith("best") else
+                                                                    real_unlink(self, *a, **kw)))
+        try:
+            save(new_nets, 10)
+            finished = True
+        except _Killed:
+            finished = False
+        monkeypatch.undo()
+        assert not [p.name for p in tmp_path.iterdir() if ".tmp" in p.name]  # temps removed on the way out
+        if not (tmp_path / "best.json").exists():
+            assert not finished
+            with pytest.raises(CheckpointError, match="no checkpoint metadata"):
+                load_checkpoint(tmp_path / "best")
+            continue
+        loaded = load_checkpoint(tmp_path / "best", with_training_state=True)
+        assert (loaded.step, _same(loaded.weights["generator"], old)) in ((5, True), (10, False)), k
+        assert loaded.training_state["rng"].numel() == loaded.step
+        if loaded.step == 10:
+            assert _same(loaded.weights["generator"], {k: v for k, v in new_nets["generator"].state_dict().items()})
+
+
+def test_files_of_two_saves_are_refused_naming_the_file(tmp_path: Path) -> None:
+    _, a = _nets("texture")
+    _, b = _nets("texture")
+    save_checkpoint(tmp_path / "step5" / "best", family="texture", config={}, networks=a, step=5)
+    save_checkpoint(tmp_path / "step10" / "best", family="texture", config={}, networks=b, step=10)
+    # what the old three-rename save left after a kill: step-5 JSON, step-10 weights
+    (tmp_path / "step5" / "best.safetensors").write_bytes((tmp_path / "step10" / "best.safetensors").read_bytes())
+    with pytest.raises(CheckpointError, match="does not match its checkpoint metadata") as info:
+        load_checkpoint(tmp_path / "step5" / "best")
+    assert info.value.path == tmp_path / "step5" / "best.safetensors"
+
+
+def test_shipped_models_without_hashes_still_load() -> None:
+    from lesion_studio.core.model_catalog import builtin_models_dir
+
+    stems = sorted(builtin_models_dir().glob("*.json"))
+    assert stems
+    for path in stems:
+        assert load_checkpoint(path).weights
+
+
+KILL_SCRIPT = """
+import os, signal, sys
+from pathlib import Path
+from lesion_studio.models.trainer import Trainer
+from tests.models.conftest import tiny_config
+
+real = os.replace
+def replace(src, dst):
+    # SIGKILL inside the step-4 save, after its weights were renamed and before its JSON
+    if Path(dst).name == "step_0000004.json":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(src, dst)
+os.replace = replace  # what checkpoint.save_checkpoint calls
+config = tiny_config("texture", Path(sys.argv[1]), Path(sys.argv[2]), steps=6, checkpoint_every=2, num_threads=1)
+Trainer(config).run()
+"""
+
+
+def test_sigkill_during_a_save_resumes_from_the_newest_complete_checkpoint(chest_dataset: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from lesion_studio.models.checkpoint import latest_checkpoint
+    from lesion_studio.models.trainer import Trainer
+    from tests.models.conftest import tiny_config
+
+    repo = Path(__file__).resolve().parents[2]
+    killed = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(chest_dataset), str(tmp_path / "run")],
+                            cwd=repo, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    run = tmp_path / "run"
+    assert (run / "step_0000004.safetensors").is_file() and not (run / "step_0000004.json").exists()
+    assert [p.name for p in run.glob(".step_0000004.json.*.tmp")]  # the killed save's JSON temp
+    newest = latest_checkpoint(run, family="texture")
+    assert newest == run / "step_0000002"
+    config = tiny_config("texture", chest_dataset, run, steps=6, checkpoint_every=2, num_threads=1)
+    resumed = Trainer(config).run(resume=newest)
+    assert resumed.step == 6
+    assert not [p for p in run.rglob("*") if ".tmp" in p.name]  # the journal-listed temps were cleaned
+    straight = Trainer(tiny_config("texture", chest_dataset, tmp_path / "straight", steps=6, checkpoint_every=2,
+                                   num_threads=1)).run()
+    wa, wb = load_checkpoint(resumed.checkpoint).weights, load_checkpoint(straight.checkpoint).weights
+    for net in wa:
+        for key in wa[net]:
+            assert torch.allclose(wa[net][key], wb[net][key], atol=1e-6), key
+
+
+def test_keep_last_is_honoured_after_a_resume(chest_dataset: Path, tmp_path: Path) -> None:
+    from lesion_studio.models.trainer import Trainer
+    from tests.models.conftest import tiny_config
+
+    config = tiny_config("pix2pix", chest_dataset, tmp_path, steps=6, checkpoint_every=1, keep_last=2,
+                         num_threads=1)
+    first = Trainer(config).run()
+    assert sorted(p.name for p in tmp_path.glob("step_*.json")) == ["step_0000004.json", "step_0000005.json"]
+    config.run.steps = 10
+    Trainer(config).run(resume=first.checkpoint)
+    assert sorted(p.name for p in tmp_path.glob("step_*")) == [
+        "step_0000008.json", "step_0000008.safetensors", "step_0000008.state.safetensors",
+        "step_0000009.json", "step_0000009.safetensors", "step_0000009.state.safetensors"]

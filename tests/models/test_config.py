@@ -62,3 +62,64 @@ def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
         load_config(_write(tmp_path, "family = \n"))
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.toml")
+
+
+# -- issue 18, item 13: every bad value named, no tracebacks ----------------------------------
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('family = "texture"\n[model]\nbase_channels = 0\n', r"model\.base_channels: must be >= 1, got 0"),
+        ('family = "shape"\n[model]\nbase_channels = -4\n', r"model\.base_channels: must be >= 1"),
+        ('family = "cascade"\n[model]\nin_channels = 0\n', r"model\.in_channels: must be >= 1"),
+        ('family = "texture"\n[model]\nlr_g = -1e-4\n', r"model\.lr_g: must be > 0"),
+        ('family = "texture"\n[model]\nbetas = [0.5, 1.5]\n', r"model\.betas: each beta must be in \[0, 1\)"),
+        ('family = "cascade"\n[model]\ndilations = [0]\n', r"model\.dilations: must be a non-empty list"),
+        ('family = "texture"\n[run]\nvalue_range = [nan, 1.0]\n', r"run\.value_range: must be a finite number"),
+        ('family = "texture"\n[model]\nlr_g = inf\n', r"model\.lr_g: must be a finite number"),
+        ('family = "texture"\n[model]\nbase_chanels = 8\n', r"model\.base_chanels: .*did you mean 'base_channels'\?"),
+        ('family = "texture"\n[rn]\nsteps = 8\n', r"rn: unknown key; did you mean 'run'\?"),
+        ('family = "texture"\n[model]\nbase_channels = "wide"\n', r"model\.base_channels: expected an integer, got 'wide'"),
+        ('family = "texture"\n[run]\nvalue_range = "auto"\n', r"run\.value_range: expected a list of numbers, got"),
+    ],
+)
+def test_bad_train_values_are_named_with_the_reason(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(_write(tmp_path, text))
+    assert "<class" not in str(info.value) and info.value.path is not None
+
+
+def test_a_pickle_named_safetensors_as_vgg_weights_is_a_config_error(tmp_path: Path) -> None:
+    import pickle
+
+    from lesion_studio.models.losses import build_vgg_term
+
+    fake = tmp_path / "vgg16.safetensors"
+    fake.write_bytes(pickle.dumps({"features.0.weight": [1.0]}))
+    with pytest.raises(ConfigError, match="not a readable safetensors file") as info:
+        build_vgg_term("vgg16", str(fake), 1.0, key="model.perceptual_weights")
+    assert info.value.path == fake
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ('[training]\nfolds = "five"\n', r"\[training\] folds: expected an integer, got 'five'"),
+        ('[training]\nlr = "fast"\n', r"\[training\] lr: expected a number, got 'fast'"),
+        ('[training]\ndevice = "tpu"\n', r"\[training\] device: must be auto, cpu or cuda, got 'tpu'"),
+        ('[training]\nbatch_size = 0\n', r"\[training\] batch_size: must be >= 1, got 0"),
+        ('[training]\nepochs = -1\n', r"\[training\] epochs: must be >= 1, got -1"),
+        ('[trainig]\nepochs = 2\n', r"\[trainig\]: unknown section; did you mean 'training'\?"),
+        ('[hem]\nn_synth = 3\n', r"\[hem\] n_synth: unknown setting; did you mean 'n_synthetic'\?"),
+        ('[[conditions]]\nname = "real"\nsynthetc_count = 2\n',
+         r"\[\[conditions\]\] #1 synthetc_count: unknown setting; did you mean 'synthetic_count'\?"),
+        ('[training]\nepocs = 2\n', r"\[training\] epocs: unknown setting; did you mean 'epochs'\?"),
+    ],
+)
+def test_bad_evaluate_values_are_named_with_the_reason(tmp_path: Path, extra: str, message: str) -> None:
+    from lesion_studio.models.experiments import load_experiment_config
+
+    path = tmp_path / "experiment.toml"
+    path.write_text('[experiment]\nname = "x"\ndataset = "data"\n' + extra)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_experiment_config(path)
+    assert info.value.path == path

@@ -13,7 +13,9 @@ from lesion_studio.core.dataset import load_dataset
 from lesion_studio.core.errors import ConfigError
 from lesion_studio.models.checkpoint import load_checkpoint
 from lesion_studio.models.data import build_patches, dataset_value_range, split_cases
-from lesion_studio.models.progress import CancelToken, CheckpointEvent, StepEvent, TrainFinished, TrainStarted, ValidationEvent
+from lesion_studio.models.progress import (
+    PHASES, CancelToken, CheckpointEvent, PhaseEvent, StepEvent, TrainFinished, TrainStarted, ValidationEvent,
+)
 from lesion_studio.models.trainer import STRATEGIES, Trainer
 from tests.models.conftest import tiny_config
 
@@ -109,6 +111,8 @@ def test_cancel_writes_a_loadable_checkpoint_and_events(chest_dataset: Path, tmp
     assert result.cancelled and result.step == 3
     ck = load_checkpoint(result.checkpoint, family="pix2pix", with_training_state=True)
     assert ck.step == 3 and ck.meta["reason"] == "cancel"
+    assert [e.phase for e in events if isinstance(e, PhaseEvent)] == list(PHASES)
+    events = [e for e in events if not isinstance(e, PhaseEvent)]
     assert isinstance(events[0], TrainStarted) and isinstance(events[-1], TrainFinished)
     steps = [e for e in events if isinstance(e, StepEvent)]
     assert {"d_adv", "g_adv", "l1", "g_total"} <= set(steps[0].losses) and steps[0].it_per_s > 0

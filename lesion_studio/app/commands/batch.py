@@ -23,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override models.device")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--force", action="store_true",
+                        help="write into a non-empty output folder that lesion-studio did not make")
     return parser
 
 
@@ -45,7 +47,8 @@ def main(argv: list[str]) -> int:
 
         if args.threads > 0:
             torch.set_num_threads(args.threads)
-        result = run_batch(config, device=device, dry_run=args.dry_run, show_progress=not args.quiet)
+        result = run_batch(config, device=device, dry_run=args.dry_run, show_progress=not args.quiet,
+                           force=args.force)
     except LesionStudioError as exc:  # the dataset or a checkpoint cannot be used at all
         print(f"lesion-studio batch: {exc}", file=sys.stderr)
         return EXIT_CONFIG

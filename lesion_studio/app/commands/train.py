@@ -19,6 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steps", type=int, help="override run.steps")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override run.device")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--force", action="store_true",
+                        help="train into a non-empty run folder that lesion-studio did not make")
     return parser
 
 
@@ -36,7 +38,7 @@ def main(argv: list[str]) -> int:
             config.run.device = args.device
         validate(config, path=args.config)
         callback = None if args.quiet else ConsoleProgress()
-        result = train(config, callback=callback, resume=args.resume)
+        result = train(config, callback=callback, resume=args.resume, force=args.force)
     except LesionStudioError as exc:
         print(f"lesion-studio train: {exc}", file=sys.stderr)
         return 2

@@ -77,6 +77,15 @@ class DocumentSnapshot:
         return self.labels.ndim == 3
 
 
+
+class FillTooLarge(ValueError):
+    """A flood fill would cover more of the image than allowed (an unclosed outline)."""
+
+    def __init__(self, n_pixels: int, fraction: float) -> None:
+        super().__init__(f"the region is {n_pixels} px ({100 * fraction:.0f} % of the image)")
+        self.n_pixels = n_pixels
+        self.fraction = fraction
+
 class AnnotationDocument:
     """Lesion masks of one 2D image or volume, with undo/redo, a lesion table and events."""
 
@@ -322,14 +331,21 @@ class AnnotationDocument:
             return self._write(layer, slice, region, 0, only=only_label)
 
     def fill(
-        self, seed_rc: tuple[int, int], label: int, *, slice: int = 0, layer: str = "labels"
+        self, seed_rc: tuple[int, int], label: int, *, slice: int = 0, layer: str = "labels",
+        max_fraction: float | None = None,
     ) -> BBox | None:
-        """Flood fill: the 4-connected region holding the seed's value becomes `label` (0 erases)."""
+        """Flood fill: the 4-connected region holding the seed's value becomes `label` (0 erases).
+
+        `max_fraction`: a region larger than this fraction of the plane is refused with
+        `FillTooLarge` (a click on open background would otherwise fill the whole image)."""
         value = self._check_value(layer, label, allow_zero=True)
         plane = self._layer(layer)[self._check_slice(slice)]
         region = flood_region(plane, seed_rc)
         if region is None or plane[int(seed_rc[0]), int(seed_rc[1])] == value:
             return None
+        n_pixels = int(region[1].sum())
+        if max_fraction is not None and n_pixels > max_fraction * plane.size:
+            raise FillTooLarge(n_pixels, n_pixels / plane.size)
         with self.transaction("fill"):
             return self._write(layer, slice, region, value)
 

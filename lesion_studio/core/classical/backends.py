@@ -79,7 +79,8 @@ class FillBackend:
         """The fill method a patch gets (`auto`: by image kind and hole size)."""
         if self.method != "auto":
             return self.method
-        hole_px = 2.0 * math.sqrt(float(np.count_nonzero(patch.region)) / math.pi)
+        # the hole itself: `region` may also hold border-mirror pixels (synthesis_engine._mirrored_footprint)
+        hole_px = 2.0 * math.sqrt(float(np.count_nonzero(patch.footprint)) / math.pi)
         small_ct = patch.image_kind == "ct" and hole_px <= AUTO_SMOOTH_MAX_CT_HOLE_PX
         return "navier-stokes" if small_ct else "texture"
 

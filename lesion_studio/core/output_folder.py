@@ -1,0 +1,217 @@
+"""Output and run folders: refuse dangerous ones, mark the ones lesion-studio owns, lock them.
+
+Rules (see docs/security.md, "Output folders, locks and checkpoints"):
+- never "/", the home folder, a system folder (/etc, /usr, ...), anything inside the Python
+  installation, or a folder that holds a git repository (`.git`), whatever `force` says;
+- a folder is *owned* once it holds the marker `.lesion-studio-output.json` (written on first
+  use); an existing non-empty folder without the marker (or with the marker of another kind
+  of output) is refused unless `force=True` (CLI `--force`), which then claims it;
+- one run at a time: `FolderLock` takes an exclusive `flock` on `.lesion-studio.lock`; a
+  second run fails at once with "in use by PID N since ...". The kernel releases the lock
+  when the process exits, even on SIGKILL, so a killed run never leaves the folder locked.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+from types import TracebackType
+
+from lesion_studio.core.errors import ConfigError, LesionStudioError
+
+MARKER = ".lesion-studio-output.json"
+LOCK_FILE = ".lesion-studio.lock"
+MARKER_FORMAT = "lesion-studio-output"
+#: Folders refused as such (the folder itself, not what lies below it).
+_REFUSED_EXACT = ("/", "/home", "/Users", "/var", "/opt", "/root", "/srv", "/run", "/tmp", "/mnt", "/media",
+                  "/private", "/private/tmp", "/private/var", "/Volumes")
+#: Folders refused together with everything below them.
+_REFUSED_TREES = ("/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot", "/dev",
+                  "/proc", "/sys", "/System", "/Library", "/Applications", "/var/lib", "/var/log", "/var/run")
+#: Names lesion-studio itself keeps in an owned folder (not counted as "foreign" content).
+OWN_NAMES = (MARKER, LOCK_FILE)
+
+
+class FolderInUseError(LesionStudioError):
+    """Another process holds the output/run folder's lock."""
+
+
+def _refused_reason(folder: Path) -> str | None:
+    """Why `folder` (absolute, resolved) may never be written to, or None."""
+    text = folder.as_posix()
+    home = Path.home().resolve()
+    if folder == home:
+        return "it is your home folder"
+    if text in _REFUSED_EXACT or (os.name == "nt" and folder == Path(folder.anchor)):
+        return "it is a system folder"
+    for tree in _REFUSED_TREES:
+        if text == tree or text.startswith(tree + "/"):
+            return f"it is a system folder (inside {tree})"
+    for prefix in {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()}:
+        if folder == prefix or prefix in folder.parents:
+            return f"it is inside the Python installation {prefix}"
+    if (folder / ".git").exists():
+        return "it holds a git repository (.git)"
+    return None
+
+
+def check_output_folder(folder: str | Path, *, kind: str, force: bool = False, key: str = "output folder") -> Path:
+    """Validate `folder` for a `kind` ("batch" or "train") run; returns it resolved.
+
+    `ConfigError` naming `key` and the folder: a system/home/git folder (always), or an
+    existing non-empty folder that lesion-studio does not own (unless `force`).
+    Nothing is written here; `claim_output_folder` writes the marker.
+    """
+    raw = Path(folder).expanduser()
+    resolved = raw.resolve()
+    reason = _refused_reason(resolved)
+    if reason is not None:
+        raise ConfigError(f"{key}: refusing to write into {resolved} ({raw} as given): {reason}", resolved)
+    if resolved.exists() and not resolved.is_dir():
+        raise ConfigError(f"{key}: {resolved} exists and is not a folder", resolved)
+    if force or not resolved.is_dir():
+        return resolved
+    owner = read_marker(resolved)
+    if owner is not None:
+        if owner.get("kind") != kind:
+            raise ConfigError(
+                f"{key}: {resolved} is a lesion-studio {owner.get('kind')!r} folder, not a {kind!r} one; "
+                "choose another folder (or pass --force to reuse it)", resolved)
+        return resolved
+    foreign = sorted(p.name for p in resolved.iterdir() if p.name not in OWN_NAMES)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise ConfigError(
+            f"{key}: {resolved} is not empty ({len(foreign)} entries: {shown}) and was not made by "
+            f"lesion-studio (no {MARKER}); choose an empty or new folder, or pass --force to use it anyway",
+            resolved)
+    return resolved
+
+
+def read_marker(folder: Path) -> dict | None:
+    """The owner marker of `folder`, or None when there is none (or it is unreadable)."""
+    try:
+        doc = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and doc.get("format") == MARKER_FORMAT else None
+
+
+def claim_output_folder(folder: Path, *, kind: str) -> Path:
+    """Create `folder` and write its owner marker (kept when it already says `kind`)."""
+    from lesion_studio import __version__
+    from lesion_studio.core.export.atomic import write_json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    owner = read_marker(folder)
+    if owner is None or owner.get("kind") != kind:
+        write_json(folder / MARKER, {
+            "format": MARKER_FORMAT, "kind": kind, "package_version": __version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        })
+    return folder
+
+
+class FolderLock:
+    """An exclusive lock on one folder for this process (`flock` on `.lesion-studio.lock`).
+
+    Use as a context manager, or `acquire()` / `release()`. A second holder — another
+    process, or another `FolderLock` in this one — gets `FolderInUseError` at once.
+    """
+
+    def __init__(self, folder: str | Path, *, what: str = "run") -> None:
+        self.folder = Path(folder)
+        self.what = what
+        self._fd: int | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.folder / LOCK_FILE
+
+    def acquire(self) -> "FolderLock":
+        """Take the lock or raise `FolderInUseError` naming the holder's PID and start time."""
+        if self._fd is not None:
+            return self
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            _lock(fd)
+        except OSError:
+            holder = _read_holder(fd)
+            os.close(fd)
+            raise FolderInUseError(
+                f"in use by PID {holder.get('pid', '?')} since {holder.get('since', '?')}"
+                f"{' on ' + holder['host'] if holder.get('host') else ''} (another lesion-studio "
+                f"{holder.get('what', 'run')}); wait for it to finish or choose another folder", self.folder,
+            ) from None
+        info = {"pid": os.getpid(), "since": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+                "host": socket.gethostname(), "what": self.what}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(info) + "\n").encode("utf-8"), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        """Give the lock back (the lock file stays: deleting it would race with a new holder)."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            os.ftruncate(fd, 0)
+            _unlock(fd)
+        finally:
+            os.close(fd)
+
+    def __enter__(self) -> "FolderLock":
+        return self.acquire()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.release()
+
+
+def _read_holder(fd: int) -> dict:
+    try:
+        doc = json.loads(os.pread(fd, 4096, 0).decode("utf-8") or "{}")
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+if os.name == "nt":  # pragma: no cover - Windows
+    import msvcrt
+
+    def _lock(fd: int) -> None:
+        msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+
+    def _unlock(fd: int) -> None:
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+else:
+    import fcntl
+
+    def _lock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def open_output_folder(folder: str | Path, *, kind: str, force: bool = False,
+                       key: str = "output folder") -> FolderLock:
+    """Check, lock and claim `folder` in that order; returns the held lock (release it when done).
+
+    The lock is taken before the marker is written, so two runs racing for a new folder
+    cannot both claim it.
+    """
+    resolved = check_output_folder(folder, kind=kind, force=force, key=key)
+    lock = FolderLock(resolved, what=kind).acquire()
+    try:
+        claim_output_folder(resolved, kind=kind)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
