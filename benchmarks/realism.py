@@ -43,6 +43,9 @@ from benchmarks._common import cpu_device, emit, git_commit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_TEXTURE = ROOT / "lesion_studio" / "resources" / "models" / "demo_texture_inpaint"
+#: The learned CT lung removal model (texture family, objective "remove", trained on the LIBRARY
+#: series only by scripts/train_default_models.py); `--ct-removal-checkpoint` overrides it.
+LEARNED_CT_REMOVAL = ROOT / "lesion_studio" / "resources" / "models" / "ct_lung_removal"
 CT_WINDOW = (-1350.0, 150.0)  # lung window (level −600, width 1500)
 LUNG_HU = -400.0
 NIH_SPACING = (0.286, 0.286)
@@ -55,7 +58,7 @@ LUNG_BOXES = {
     "00000001_000.png": [(110, 330, 110, 220), (110, 250, 300, 410)],
     "00027426_000.png": [(100, 330, 120, 230), (100, 300, 310, 410)],
 }
-FILL_METHODS = ("telea", "navier-stokes", "ring-mean", "texture-fill", "auto-fill", "demo-texture")
+FILL_METHODS = ("telea", "navier-stokes", "ring-mean", "texture-fill", "auto-fill", "demo-texture", "learned-ct-removal")
 INSERT_METHODS = ("real-nodule", "demo-texture")
 
 
@@ -204,7 +207,7 @@ def radiograph_centres(rg: dict, n: int, radius_px: np.ndarray, rng) -> list[tup
 
 
 # ------------------------------------------------------------------------------ engines
-def load_engines():
+def load_engines(ct_removal_checkpoint: Path | None = LEARNED_CT_REMOVAL):
     from lesion_studio.models.inference import load_synthesizer
 
     engines = {name: load_synthesizer(name) for name in ("telea", "navier-stokes", "texture-fill", "auto-fill", "real-nodule")}
@@ -214,6 +217,9 @@ def load_engines():
     fill = load_synthesizer(DEMO_TEXTURE)
     fill.backend.modes = ("inpaint", "remove")
     engines["demo-texture-fill"] = fill
+    # CT only (trained on HU lung slices): run on CT holes, left out (n = 0) on radiographs
+    if ct_removal_checkpoint is not None and Path(str(ct_removal_checkpoint) + ".json").is_file():
+        engines["learned-ct-removal"] = load_synthesizer(ct_removal_checkpoint)
     return engines
 
 
@@ -229,7 +235,11 @@ def run_removal(engines, image, hole, spacing, modality):
     outs = {}
     footprint = None
     for method, key in (("telea", "telea"), ("navier-stokes", "navier-stokes"), ("texture-fill", "texture-fill"),
-                        ("auto-fill", "auto-fill"), ("demo-texture", "demo-texture-fill")):
+                        ("auto-fill", "auto-fill"), ("demo-texture", "demo-texture-fill"),
+                        ("learned-ct-removal", "learned-ct-removal")):
+        if key not in engines or (key == "learned-ct-removal" and modality != "CT"):
+            outs[method] = None
+            continue
         try:
             res = engines[key](image, req, lesion_mask=hole, spacing_mm=spacing, modality=modality)
         except ConfigError:
@@ -288,6 +298,8 @@ def task_removal(engines, ct, rgs, n_ct, n_rg, rng, examples):
                 results["ct"][m].append(masked_metrics(img, outs[m], fp, hi - lo))
         if len(examples["removal"]) < 4:
             examples["removal"].append(("CT", img, fp, outs, CT_WINDOW))
+        if len(examples.setdefault("removal_ct", [])) < 12:
+            examples["removal_ct"].append((img, fp, outs))
         done += 1
     data_ranges["ct"] = "per-patch robust range (0.5–99.5 %) of the 50 mm centre slice, HU"
     # radiographs
@@ -650,7 +662,8 @@ def sheets(examples, out: Path) -> dict:
     # removal
     ex = examples["removal"]
     if ex:
-        cols = ("original", "hole", "telea", "navier-stokes", "ring-mean", "texture-fill", "auto-fill", "demo-texture")
+        cols = ("original", "hole", "telea", "navier-stokes", "ring-mean", "texture-fill", "auto-fill", "demo-texture",
+                "learned-ct-removal")
         fig, axes = plt.subplots(len(ex), len(cols), figsize=(1.7 * len(cols), 1.8 * len(ex)))
         axes = np.atleast_2d(axes)
         for i, (name, img, fp, outs, win) in enumerate(ex):
@@ -669,11 +682,37 @@ def sheets(examples, out: Path) -> dict:
                 a.set_xticks([])
                 a.set_yticks([])
                 if i == 0:
-                    a.set_title(cols[j] + (" (learned)" if cols[j] == "demo-texture" else ""), fontsize=7)
+                    a.set_title({"demo-texture": "demo-texture (learned)",
+                                 "learned-ct-removal": "learned CT removal"}.get(cols[j], cols[j]), fontsize=7)
             axes[i, 0].set_ylabel(name[:14], fontsize=7)
         fig.tight_layout()
         paths["removal"] = out / "realism_removal.png"
         fig.savefig(paths["removal"], dpi=110)
+        plt.close(fig)
+    # CT removal close-up: 12 held-out holes, original / hole / TELEA / NS / learned
+    ex = examples.get("removal_ct", [])
+    if ex and any(outs.get("learned-ct-removal") is not None for _, _, outs in ex):
+        rows = ("original", "hole", "telea", "navier-stokes", "learned-ct-removal")
+        fig, axes = plt.subplots(len(rows), len(ex), figsize=(1.25 * len(ex), 1.35 * len(rows)))
+        axes = np.atleast_2d(axes).reshape(len(rows), len(ex))
+        lo, hi = CT_WINDOW
+        for j, (img, fp, outs) in enumerate(ex):
+            cen = centroid(fp)
+            holed = img.copy()
+            holed[fp] = lo
+            views = {"original": img, "hole": holed, **{m: outs.get(m) for m in rows[2:]}}
+            for i, key in enumerate(rows):
+                a = axes[i, j]
+                if views[key] is not None:
+                    a.imshow(crop_sq(views[key], cen, 14), cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+                a.set_xticks([])
+                a.set_yticks([])
+        for i, lab in enumerate(("original", "hole (+2 px margin)", "TELEA", "Navier-Stokes", "learned")):
+            axes[i, 0].set_ylabel(lab, fontsize=7)
+        fig.suptitle("CT removal on held-out series: 28 mm crops at 1 mm, lung window −1350/150 HU", fontsize=8)
+        fig.tight_layout()
+        paths["removal_ct"] = out / "realism_removal_ct.png"
+        fig.savefig(paths["removal_ct"], dpi=110)
         plt.close(fig)
     return paths
 
@@ -686,6 +725,9 @@ def main() -> int:
     p.add_argument("--quick", action="store_true", help="small N for a smoke run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--copy-to-docs", action="store_true", help="copy the sheets to docs/realism_*.png")
+    p.add_argument("--ct-removal-checkpoint", type=Path, default=LEARNED_CT_REMOVAL,
+                   help="learned CT removal checkpoint stem (method learned-ct-removal; skipped when absent)")
+    p.add_argument("--removal-only", action="store_true", help="run only task 1 (hole filling / removal)")
     args = p.parse_args()
     seed_everything(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -693,11 +735,20 @@ def main() -> int:
     n_fill_ct, n_fill_rg, n_ins_ct, n_ins_rg, epochs = (12, 4, 30, 4, 3) if args.quick else (150, 30, 10**6, 25, 25)
     t0 = time.perf_counter()
     ct = load_ct(args.data)
-    rgs = load_radiographs(args.data)
-    engines = load_engines()
+    rgs = [] if args.removal_only else load_radiographs(args.data)  # CT holes are drawn first: the same either way
+    engines = load_engines(args.ct_removal_checkpoint)
     examples = {"ct": [], "radiograph": [], "removal": []}
     removal, ranges = task_removal(engines, ct, rgs, n_fill_ct, n_fill_rg, rng, examples)
     t1 = time.perf_counter()
+    if args.removal_only:  # the same holes (the removal task draws first from the seeded rng)
+        paths = sheets(examples, args.out)
+        summary = {"device": cpu_device(), "commit": git_commit(), "quick": args.quick, "seed": args.seed,
+                   "removal_only": True, "ct_heldout_nodules": len(ct["images"]),
+                   "ct_heldout_series": ct["n_heldout_series"], "removal": removal, "removal_data_range": ranges,
+                   "seconds": {"removal": round(t1 - t0, 1)}, "sheets": {k: str(v) for k, v in paths.items()}}
+        (args.out / "realism_results.json").write_text(json.dumps(summary, indent=1, default=float))
+        emit({"benchmark": "realism.done", "device": cpu_device(), "seconds": summary["seconds"], "out": str(args.out)})
+        return 0
     insertion, cnn = task_insertion(engines, ct, rgs, n_ins_ct, n_ins_rg, rng, examples)
     t2 = time.perf_counter()
     cnn_res = {m: task_cnn(cnn, m, rng, epochs, args.seed) for m in (*INSERT_METHODS, "real-nodule@site")

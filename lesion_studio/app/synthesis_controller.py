@@ -20,7 +20,6 @@ import numpy as np
 from PySide6.QtCore import QCoreApplication, QObject, QPointF, Qt, Signal
 from PySide6.QtGui import QPainterPath
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsRectItem
-from skimage import measure
 
 from lesion_studio.app.preview_worker import LatestWinsWorker
 from lesion_studio.app.torch_runtime import ensure_torch_imported
@@ -36,6 +35,9 @@ from lesion_studio.core.tool_state import ToolState
 from lesion_studio.core.view_state import ViewState
 from lesion_studio.widgets.image_canvas import ImageCanvas
 from lesion_studio.widgets.synthesis_panel import SynthesisPanel
+from lesion_studio.lazy import lazy_import
+
+measure = lazy_import("skimage.measure")
 
 N_SHAPES = 8
 DEFAULT_DIAMETER_MM = 10.0
@@ -206,6 +208,9 @@ class SynthesisController(QObject):
         if info is None:
             self.message.emit(f"{path}: not a lesion-studio checkpoint (NAME.safetensors + NAME.json)")
             return False
+        if info.problem:
+            self.message.emit(f"{info.stem}.json: cannot be used: {info.problem}")
+            return False
         if all(m.stem != info.stem for m in self.catalog):
             self.catalog.append(info)
         self.panel.set_models([m for m in self.catalog if m.family != "shape"], str(info.stem))
@@ -213,7 +218,7 @@ class SynthesisController(QObject):
         return True
 
     def choose_model(self, stem: str) -> None:
-        self.model = next((m for m in self.catalog if str(m.stem) == stem), None)
+        self.model = next((m for m in self.catalog if str(m.stem) == stem and not m.problem), None)
         if self.model is None:
             self.panel.show_model_info("No model loaded: add a checkpoint to preview synthetic lesions.")
         elif not self.model.serves(self.mode):
@@ -225,7 +230,7 @@ class SynthesisController(QObject):
             self.panel.show_model_info(self.model.summary())
 
     def shape_model(self) -> ModelInfo | None:
-        return next((m for m in self.catalog if m.family == "shape"), None)
+        return next((m for m in self.catalog if m.family == "shape" and not m.problem), None)
 
     def set_mode(self, mode: str) -> None:
         self.mode = mode
@@ -420,40 +425,61 @@ class SynthesisController(QObject):
 
     # ------------------------------------------------------------------ preview
 
-    def build_requests(self, centre_rc: tuple[float, float], seeds: list[int]) -> tuple[list[SynthesisRequest], dict]:
-        """Requests for a click (one per seed) and the keyword arguments of the synthesizer call."""
+    def build_requests(self, centre_rc: tuple[float, float], seeds: list[int],
+                       vary_shape: bool = False) -> tuple[list[SynthesisRequest], dict]:
+        """Requests for a click (one per seed) and the keyword arguments of the synthesizer call.
+
+        With `vary_shape` (variants) request k also takes another shape sample: the gallery's
+        shape k places after the chosen one (bank, real, generator, built-in), and past the
+        gallery a bank index left open so the engine draws the entry from the request's seed
+        (the real-nodule method's own library always does). Request 0 is the chosen shape. The
+        per-request masks are then in `kwargs["source_masks"]` (one synthesizer call each).
+        """
         doc = self.document_provider()
         unit, _ = self.size_unit()
         kwargs: dict[str, Any] = {}
+        mask_sources: list[MaskSource] = []
+        source_masks: list[np.ndarray | None] = []
         if self.mode == "inpaint":
-            index = self.shapes.indices[self.shapes.current] if self.shapes.masks else -1
             source = self.shapes.source
-            if source == "bank":
-                mask_source = MaskSource(kind="bank", bank_index=index)
-                kwargs["bank"] = self.bank
-            elif source == "real" and self.real_bank is not None:
-                mask_source = MaskSource(kind="bank", bank_index=index, label="real LIDC nodule shape")
-                kwargs["bank"] = self.real_bank
-            elif source == "generator":
-                mask_source = MaskSource(kind="generator", label=f"shape seed {index}")
-                kwargs["source_mask"] = self.shapes.masks[self.shapes.current]
-            else:
-                label = "built-in lobulated shape" if source == "builtin" else "drawn lesion"
-                mask_source = MaskSource(kind="drawn", label=f"{label} {index}")
-                kwargs["source_mask"] = self.shapes.masks[self.shapes.current]
+            n_gallery = len(self.shapes.masks)
+            for k in range(len(seeds)):
+                step = k if (vary_shape and source != "drawn") else 0
+                pick = (self.shapes.current + step) % n_gallery if n_gallery else -1
+                in_gallery = n_gallery > 0 and step < n_gallery
+                index = self.shapes.indices[pick] if in_gallery else -1
+                mask = self.shapes.masks[pick] if n_gallery else None
+                if source == "bank":
+                    mask_sources.append(MaskSource(kind="bank", bank_index=index if in_gallery else None))
+                    kwargs["bank"] = self.bank
+                elif source == "real" and self.real_bank is not None:
+                    mask_sources.append(MaskSource(kind="bank", bank_index=index if in_gallery else None,
+                                                   label="real LIDC nodule shape"))
+                    kwargs["bank"] = self.real_bank
+                elif source == "generator":
+                    mask_sources.append(MaskSource(kind="generator", label=f"shape seed {index}"))
+                    source_masks.append(mask)
+                else:
+                    label = "built-in lobulated shape" if source == "builtin" else "drawn lesion"
+                    mask_sources.append(MaskSource(kind="drawn", label=f"{label} {index}"))
+                    source_masks.append(mask)
             size = {"diameter_mm": self.diameter} if unit == "mm" else {"diameter_px": self.diameter}
             pose = {"rotation_deg": self.rotation_deg, "flip_vertical": self.flip_vertical, "flip_horizontal": self.flip_horizontal}
         else:
-            mask_source = MaskSource(kind="existing")
+            mask_sources = [MaskSource(kind="existing")] * len(seeds)
             size, pose = {}, {}
+        if source_masks:
+            kwargs["source_mask"] = source_masks[0]
+            if vary_shape and len(seeds) > 1:
+                kwargs["source_masks"] = source_masks
         model_id = self.model.name if self.model else ""
         # The engine writes only the hole (inpaint/remove) or the regenerated surroundings
         # (outpaint) plus this seam; batch export uses the same default.
         blending = Blending(feather_px=HOLE_FEATHER_PX)
         requests = [
-            SynthesisRequest(mode=self.mode, centre_rc=centre_rc, mask_source=mask_source, seed=int(s),
+            SynthesisRequest(mode=self.mode, centre_rc=centre_rc, mask_source=ms, seed=int(s),
                              model_id=model_id, blending=blending, **size, **pose)
-            for s in seeds
+            for s, ms in zip(seeds, mask_sources)
         ]
         if doc is not None:
             kwargs["lesion_mask"] = doc.plane(self.view_state.slice_index) > 0
@@ -485,7 +511,8 @@ class SynthesisController(QObject):
             self.panel.show_status("Outside the location map: placing is limited to it.")
             return None
         try:
-            requests, kwargs = self.build_requests(centre_rc, [self.seed + k for k in range(n_variants)])
+            requests, kwargs = self.build_requests(centre_rc, [self.seed + k for k in range(n_variants)],
+                                                   vary_shape=n_variants > 1)
         except LesionStudioError as exc:
             self.panel.show_status(str(exc))
             return None
@@ -497,7 +524,12 @@ class SynthesisController(QObject):
 
         def run():
             synthesizer = models.synthesizer(model.stem)
-            results = synthesizer(plane, requests, spacing_mm=spacing, modality=modality, **kwargs)
+            per_request = kwargs.pop("source_masks", None)
+            if per_request is None:
+                results = synthesizer(plane, requests, spacing_mm=spacing, modality=modality, **kwargs)
+            else:  # variants with their own shapes: one call per shape
+                results = [synthesizer(plane, [req], spacing_mm=spacing, modality=modality,
+                                       **{**kwargs, "source_mask": m})[0] for req, m in zip(requests, per_request)]
             return results, models.weights_hash(model.stem)
 
         self._pending = (slice_index, plane, kwargs.get("lesion_mask"), model)

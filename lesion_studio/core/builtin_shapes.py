@@ -9,9 +9,11 @@ through `clean_shape` like every other shape source, so its outline is smoothed 
 from __future__ import annotations
 
 import numpy as np
-from skimage.draw import polygon
 
 from lesion_studio.core.geometry.shape_cleanup import clean_shape
+from lesion_studio.lazy import lazy_import
+
+_skdraw = lazy_import("skimage.draw")
 
 BUILTIN_SHAPE_PX = 128
 
@@ -28,7 +30,7 @@ def lobulated_shape(seed: int, size_px: int = BUILTIN_SHAPE_PX) -> np.ndarray:
     rows = size_px / 2 + scale * radius * np.sin(theta) * elongation
     cols = size_px / 2 + scale * radius * np.cos(theta)
     mask = np.zeros((size_px, size_px), bool)
-    rr, cc = polygon(rows, cols, mask.shape)
+    rr, cc = _skdraw.polygon(rows, cols, mask.shape)
     mask[rr, cc] = True
     return clean_shape(mask)
 

@@ -2,12 +2,43 @@
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
+import re
+import sys
+from pathlib import Path
+
+
+def cuda_impossible_without_torch() -> bool:
+    """True when no GPU can be usable, decided without importing torch (~1.5 s): torch missing,
+    a CPU-only torch build (its `version.py` names no CUDA/ROCm), or no CUDA driver library.
+
+    False means "maybe": only torch itself can tell (driver too old, no device, ...)."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return True
+    try:
+        version = (Path(next(iter(spec.submodule_search_locations))) / "version.py").read_text()
+    except (OSError, StopIteration):
+        return False
+    builds = dict(re.findall(r"^(cuda|hip)\b[^=]*=\s*(\S+)", version, flags=re.MULTILINE))
+    if builds.get("hip", "None") != "None":
+        return False  # ROCm build: its driver is not libcuda
+    if builds.get("cuda", "None") == "None":
+        return True
+    driver = {"win32": "nvcuda.dll", "darwin": None}.get(sys.platform, "libcuda.so.1")
+    if driver is None:
+        return True
+    try:
+        ctypes.CDLL(driver)
+    except OSError:
+        return True
+    return False
 
 
 def cuda_available() -> bool:
-    if importlib.util.find_spec("torch") is None:
-        return False
+    if "torch" not in sys.modules and cuda_impossible_without_torch():
+        return False  # keeps startup free of the torch import on machines without a GPU
     import torch
 
     return bool(torch.cuda.is_available())

@@ -67,6 +67,7 @@ class ModelInfo:
     description: str = ""
     modes_served: tuple[str, ...] | None = None
     classical: bool = False
+    problem: str = ""  # non-empty: the sidecar is unusable (listed greyed out with this reason)
 
     @property
     def name(self) -> str:
@@ -74,12 +75,16 @@ class ModelInfo:
 
     @property
     def modes(self) -> tuple[str, ...]:
+        if self.problem:
+            return ()
         return self.modes_served if self.modes_served is not None else MODES_BY_FAMILY.get(self.family, ())
 
     def serves(self, mode: str) -> bool:
         return mode in self.modes
 
     def label(self) -> str:
+        if self.problem:
+            return f"{self.name} · unusable: {self.problem}"
         if self.classical:
             return f"{self.name} · classical, no weights ({'/'.join(self.modes)})"
         origin = "default demo" if self.builtin else "user"
@@ -87,6 +92,8 @@ class ModelInfo:
 
     def summary(self) -> str:
         """Family, training data fingerprint and validation metrics, for the selector's tooltip."""
+        if self.problem:
+            return f"{self.stem}.json cannot be used: {self.problem}"
         if self.classical:
             return f"classical method (modes: {', '.join(self.modes)}); no training, no weights\n{self.description}"
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in sorted(self.metrics.items())) or "none recorded"
@@ -111,28 +118,57 @@ def user_models_dir() -> Path:
     return path
 
 
+def _sidecar_problem(meta: dict) -> str:
+    """Why a lesion-studio sidecar cannot describe a usable model ('' when it can)."""
+    family = meta.get("family")
+    if not isinstance(family, str) or not family:
+        return f"family must be a name, got {family!r}"[:200]
+    step = meta.get("step", 0)
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        return f"step must be a non-negative integer, got {step!r}"[:200]
+    for key in ("config", "metrics", "normalization"):
+        if meta.get(key) is not None and not isinstance(meta[key], dict):
+            return f"{key} must be a table, got {type(meta[key]).__name__}"
+    for key in ("dataset_fingerprint", "description"):
+        if meta.get(key) is not None and not isinstance(meta[key], str):
+            return f"{key} must be text, got {type(meta[key]).__name__}"
+    return ""
+
+
 def read_model_info(json_path: Path, builtin: bool = False) -> ModelInfo | None:
-    """A checkpoint's description, or None when the file is not a lesion-studio checkpoint."""
+    """A checkpoint's description, or None when the file is not a lesion-studio checkpoint.
+
+    A lesion-studio sidecar with invalid fields is returned with `problem` set (never raises):
+    the selector lists it greyed out with the reason instead of failing the whole list.
+    """
     try:
+        if json_path.stat().st_size > 16 * 1024 * 1024:
+            return None
         meta = json.loads(json_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
         return None
     stem = json_path.with_suffix("")
     if not stem.with_name(stem.name + ".safetensors").is_file():
         return None
-    family = str(meta.get("family", ""))
-    metrics = {k: float(v) for k, v in (meta.get("metrics") or {}).items() if isinstance(v, (int, float))}
+    problem = _sidecar_problem(meta)
+    if problem:
+        family = meta.get("family") if isinstance(meta.get("family"), str) else "?"
+        return ModelInfo(stem=stem, family=family, step=0, dataset_fingerprint="", builtin=builtin,
+                         modes_served=(), problem=problem)
+    family = meta["family"]
+    metrics = {str(k): float(v) for k, v in (meta.get("metrics") or {}).items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
     return ModelInfo(
         stem=stem,
         family=family,
         modes_served=modes_of_checkpoint(family, meta),
         step=int(meta.get("step", 0)),
-        dataset_fingerprint=str(meta.get("dataset_fingerprint", "")),
+        dataset_fingerprint=str(meta.get("dataset_fingerprint", "") or ""),
         metrics=metrics,
         builtin=builtin,
-        description=str(meta.get("description", "")),
+        description=str(meta.get("description", "") or ""),
     )
 
 
@@ -144,7 +180,8 @@ def classical_models() -> list[ModelInfo]:
 
 def scan_models(folders: list[Path] | None = None) -> list[ModelInfo]:
     """Classical methods first, then default models, then user checkpoints (name order),
-    skipping unreadable files."""
+    skipping files that are not lesion-studio checkpoints; a checkpoint with an invalid
+    sidecar is listed with its `problem` (never raises for one bad file)."""
     found: list[ModelInfo] = classical_models()
     sources = [(builtin_models_dir(), True)] + [(f, False) for f in (folders if folders is not None else [user_models_dir()])]
     seen: set[Path] = set()
@@ -154,7 +191,11 @@ def scan_models(folders: list[Path] | None = None) -> list[ModelInfo]:
         for json_path in sorted(folder.rglob("*.json")):
             if json_path.name.endswith(".state.json"):
                 continue
-            info = read_model_info(json_path, builtin)
+            try:
+                info = read_model_info(json_path, builtin)
+            except Exception as exc:  # one bad file must never break the whole list
+                info = ModelInfo(stem=json_path.with_suffix(""), family="?", step=0, dataset_fingerprint="",
+                                 builtin=builtin, modes_served=(), problem=f"unreadable ({type(exc).__name__})")
             if info is not None and info.stem.resolve() not in seen:
                 seen.add(info.stem.resolve())
                 found.append(info)

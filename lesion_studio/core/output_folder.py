@@ -60,7 +60,7 @@ def _refused_reason(folder: Path) -> str | None:
 
 
 def check_output_folder(folder: str | Path, *, kind: str, force: bool = False, key: str = "output folder") -> Path:
-    """Validate `folder` for a `kind` ("batch" or "train") run; returns it resolved.
+    """Validate `folder` for a `kind` ("batch", "train" or "evaluate") run; returns it resolved.
 
     `ConfigError` naming `key` and the folder: a system/home/git folder (always), or an
     existing non-empty folder that lesion-studio does not own (unless `force`).

@@ -29,6 +29,8 @@ from lesion_studio.core.errors import ConfigError
 
 PHANTOM_KINDS = ("chest", "kub", "ct")
 DEFAULT_SIZE_PX = 256
+#: Largest phantom side in pixels (a 4096² case needs a few hundred MB while it is drawn).
+MAX_SIZE_PX = 4096
 PHANTOM_VERSION = 1
 #: Field of view per kind (mm across the square image): PA chest and KUB detectors are about
 #: 35-43 cm, an abdominal CT reconstruction about 38 cm.
@@ -289,8 +291,8 @@ def make_phantom_case(
     """
     if kind not in PHANTOM_KINDS:
         raise ConfigError(f"unknown phantom kind {kind!r}; expected one of {PHANTOM_KINDS}")
-    if size_px < 64:
-        raise ConfigError(f"phantom size must be at least 64 px, got {size_px}")
+    if not 64 <= size_px <= MAX_SIZE_PX:
+        raise ConfigError(f"phantom size must be 64..{MAX_SIZE_PX} px, got {size_px}")
     root = np.random.SeedSequence([int(seed), int(index), PHANTOM_KINDS.index(kind)])
     # separate streams, so the same case without lesions has the same anatomy and noise
     rng_anatomy, rng_lesions, rng_noise = (np.random.default_rng(s) for s in root.spawn(3))

@@ -47,3 +47,36 @@ def default_window(pixels: np.ndarray, modality: str) -> tuple[Window, str]:
     if modality.upper() == "CT":
         return CT_PRESETS[CT_DEFAULT_PRESET], "preset"
     return percentile_window(pixels), "percentile"
+
+
+#: Projection radiography modalities whose stored window may be the detector's whole range.
+PROJECTION_MODALITIES = frozenset({"CR", "DX", "RG", "MG", "RF", "XA", "PX", "IO", "DR"})
+
+#: A radiograph's stored window is kept only if the image's 1–99 % pixel range fills at least
+#: this share of the window's width. Below it, a quarter or more of the grey scale goes to values
+#: that (almost) no pixel has and the image looks washed out: the demo RG1 stores
+#: 17767 / 30000 (2767–32767, the detector's whole 15-bit range) for pixels spanning
+#: 9978–30611, a fill of 0.69; the sample radiographs and MR files with reading windows fill
+#: 0.81–1.0.
+MIN_STORED_WINDOW_FILL = 0.75
+
+
+def stored_window_problem(window: Window, pixels: np.ndarray, modality: str) -> str:
+    """Why a file's own window would show these pixels badly ("" when it is fine).
+
+    Any modality: a window that misses the 1–99 % pixel range entirely (a blank image). A
+    projection radiograph (CR, DX, ...): a window the 1–99 % range fills less than
+    `MIN_STORED_WINDOW_FILL` of (too wide: washed out). CT and MR windows are otherwise kept
+    as stored: narrow reading windows (lung, brain) are deliberate there.
+    """
+    data = percentile_window(pixels)
+    lo, hi = data.low, data.high
+    if window.width <= 0 or hi < window.low or lo > window.high:
+        return (f"the file's window {window.center:g}/{window.width:g} misses the pixel values "
+                f"({lo:g}–{hi:g})")
+    if modality.upper() in PROJECTION_MODALITIES:
+        fill = (min(hi, window.high) - max(lo, window.low)) / window.width
+        if fill < MIN_STORED_WINDOW_FILL:
+            return (f"the file's window {window.center:g}/{window.width:g} is too wide for the pixel "
+                    f"values ({lo:g}–{hi:g} fill {fill:.0%} of it): the 1–99 % range is used")
+    return ""

@@ -76,6 +76,13 @@ class _Models:
             method = self.method(role)
             if method is None:
                 raise ConfigError(f"models.{role} is needed by this export and is not set")
+            family = _checkpoint_family(method)
+            if family == "shape":
+                raise ConfigError(
+                    f"models.{role} = {str(method)!r} is a shape checkpoint: it draws lesion masks, not images. "
+                    f"Give it as models.shape (with synthesis.mask_source = \"generator\") and an image model "
+                    f"(texture, cascade, pix2pix{', outpaint' if role == 'outpaint' else ''} or a classical method) "
+                    f"as models.{role}")
             shape = self.config.shape_checkpoint if role == "inpaint" else None
             synth = load_synthesizer(method, self.device, shape_checkpoint=shape)
             if role not in synth.modes:
@@ -83,6 +90,23 @@ class _Models:
                                   f"{', '.join(synth.modes) or 'no synthesis mode'}, not {role}")
             self._cache[role] = (synth, checkpoint_identity(method, synth.identity))
         return self._cache[role]
+
+
+def _checkpoint_family(method: Path | str) -> str | None:
+    """The family a checkpoint's JSON sidecar names (None: classical, unreadable or absent)."""
+    import json
+
+    from lesion_studio.models.checkpoint import stem_of
+
+    if isinstance(method, str) and method in CLASSICAL_FAMILIES:
+        return None
+    stem = stem_of(method)
+    try:
+        meta = json.loads(stem.with_name(stem.name + ".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    family = meta.get("family") if isinstance(meta, dict) else None
+    return family if isinstance(family, str) else None
 
 
 def checkpoint_identity(stem: Path | str, identity: dict) -> dict[str, Any]:

@@ -41,6 +41,99 @@ from lesion_studio.core.hashing import sha256_file
 CHECKPOINT_FORMAT = "lesion-studio-checkpoint"
 CHECKPOINT_VERSION = 1
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin", ".tar")
+#: Largest network a checkpoint's config may describe (parameters; 400 M ≈ 1.6 GB float32).
+#: Counted on torch's "meta" device (no memory) before the real network is built.
+MAX_NETWORK_PARAMETERS = 400_000_000
+#: Largest JSON sidecar read (bytes): metadata, never weights.
+MAX_SIDECAR_BYTES = 16 * 1024 * 1024
+
+
+def check_sidecar(meta: Any, json_path: Path) -> dict[str, Any]:
+    """Types and ranges of a checkpoint's JSON fields; `CheckpointError` naming the file.
+
+    Runs before any tensor is read or network built, so a hostile or damaged sidecar (text in
+    numeric fields, lists where tables belong, NaN normalisation) is refused clearly.
+    """
+    import math
+
+    def bad(reason: str) -> None:
+        raise CheckpointError(f"invalid checkpoint metadata: {reason}", json_path)
+
+    def integer(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError("not a lesion-studio checkpoint (format field missing or different)", json_path)
+    version = meta.get("version", 0)
+    if not integer(version) or version < 0:
+        bad(f"version must be a non-negative integer, got {version!r}")
+    if not isinstance(meta.get("family"), str) or not meta["family"]:
+        bad(f"family must be a name, got {meta.get('family')!r}")
+    step = meta.get("step", 0)
+    if not integer(step) or step < 0:
+        bad(f"step must be a non-negative integer, got {step!r}")
+    networks = meta.get("networks", [])
+    if not isinstance(networks, list) or not all(isinstance(n, str) and n for n in networks) or len(networks) > 16:
+        bad(f"networks must be a list of up to 16 names, got {networks!r}"[:300])
+    for key in ("config", "metrics", "normalization", "files"):
+        if meta.get(key) is not None and not isinstance(meta[key], dict):
+            bad(f"{key} must be a table, got {type(meta[key]).__name__}")
+    for key, value in (meta.get("metrics") or {}).items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            bad(f"metrics.{key} must be a number, got {value!r}"[:300])
+    norm = meta.get("normalization")
+    if norm:
+        lo, hi = norm.get("lo"), norm.get("hi")
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi))
+        if not numbers or not (math.isfinite(lo) and math.isfinite(hi)) or lo >= hi:
+            bad(f"normalization must hold finite numbers lo < hi, got lo={lo!r}, hi={hi!r}")
+    for role, record in (meta.get("files") or {}).items():
+        if (not isinstance(record, dict) or not integer(record.get("bytes"))
+                or not isinstance(record.get("sha256"), str)):
+            bad(f"files.{role} must hold an integer 'bytes' and a 'sha256' string")
+    return meta
+
+
+def build_checked(build, config: Any, weights: dict[str, torch.Tensor], *, name: str, path: Path) -> nn.Module:
+    """Build a network from a checkpoint's config only after checking it on the meta device.
+
+    `build(config)` first runs under `torch.device("meta")` (no memory is allocated): the
+    parameter count must be at most `MAX_NETWORK_PARAMETERS` and every tensor shape must match
+    `weights` (what the safetensors file holds); only then is the real network built and the
+    weights copied in. A sidecar claiming a huge network is refused before any allocation.
+    """
+    try:
+        with torch.device("meta"):
+            probe = build(config)
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        raise CheckpointError(f"the checkpoint's config does not describe a {name}: {exc}", path) from exc
+    count = sum(p.numel() for p in probe.parameters())
+    if count > MAX_NETWORK_PARAMETERS:
+        raise CheckpointError(
+            f"the checkpoint's config describes a {name} of {count:,} parameters, more than the limit of "
+            f"{MAX_NETWORK_PARAMETERS:,} (checkpoint.MAX_NETWORK_PARAMETERS); refused before building it", path)
+    own = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
+    stored = {k: tuple(v.shape) for k, v in weights.items()}
+    if own != stored:
+        missing = sorted(set(own) - set(stored))
+        unexpected = sorted(set(stored) - set(own))
+        differ = sorted(k for k in set(own) & set(stored) if own[k] != stored[k])
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (first: {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (first: {unexpected[0]})")
+        if differ:
+            k = differ[0]
+            parts.append(f"{name}.{k} is {stored[k]} in the weights file, the config's network expects {own[k]}")
+        raise CheckpointError(f"the weights file does not fit the network its metadata describes: "
+                              + "; ".join(parts), path)
+    del probe
+    module = build(config)
+    load_state_checked(module, weights, name=name, path=path)
+    return module
 
 
 @dataclass
@@ -272,12 +365,13 @@ def load_checkpoint(
     json_path = stem.with_name(stem.name + ".json")
     if not json_path.is_file():
         raise CheckpointError(f"no checkpoint metadata {json_path.name} next to it", json_path)
+    if json_path.stat().st_size > MAX_SIDECAR_BYTES:
+        raise CheckpointError(f"checkpoint metadata is larger than {MAX_SIDECAR_BYTES // 2**20} MiB", json_path)
     try:
         meta = json.loads(json_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise CheckpointError(f"checkpoint metadata is not valid JSON: {exc}", json_path) from exc
-    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError("not a lesion-studio checkpoint (format field missing or different)", json_path)
+    check_sidecar(meta, json_path)
     if int(meta.get("version", 0)) > CHECKPOINT_VERSION:
         raise CheckpointError(f"checkpoint version {meta.get('version')} is newer than this program", json_path)
     if family is not None and meta.get("family") != family:

@@ -334,6 +334,15 @@ def _non_finite(value: Any) -> float | None:
     return None
 
 
+#: Upper bounds of the structural model settings (far above anything trainable here): they keep
+#: a typo or a hostile checkpoint sidecar from describing a network that cannot be built.
+MODEL_SIZE_LIMITS = {
+    "base_channels": 4096, "disc_channels": 4096, "z_dim": 4096, "in_channels": 64, "out_channels": 64,
+    "depth": 10, "num_downs": 12, "disc_layers": 12, "global_blocks": 12, "local_blocks": 12,
+    "local_px": 8192, "patch_px": 8192,
+}
+
+
 def validate(config: TrainConfig, *, path: str | Path | None = None) -> None:
     """Range checks that types alone do not catch; `ConfigError` names the key."""
     run, model = config.run, config.model
@@ -378,6 +387,13 @@ def validate(config: TrainConfig, *, path: str | Path | None = None) -> None:
         value = getattr(model, key, None)
         if value is not None and value < 1:
             bad(f"model.{key}", f"must be >= 1, got {value}")
+    for key, high in MODEL_SIZE_LIMITS.items():  # also bounds what a checkpoint's sidecar can ask to build
+        value = getattr(model, key, None)
+        if value is not None and value > high:
+            bad(f"model.{key}", f"must be <= {high}, got {value}")
+    dilations = getattr(model, "dilations", None)
+    if dilations is not None and (len(dilations) > 32 or max(dilations, default=0) > 4096):
+        bad("model.dilations", f"at most 32 dilations, each <= 4096, got {str(dilations)[:80]}")
     for key in ("lr_g", "lr_d", "lr_d_ratio", "lr_gamma", "normalize_diameter_px"):
         value = getattr(model, key, None)
         if value is not None and value <= 0:

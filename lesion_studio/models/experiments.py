@@ -671,12 +671,26 @@ def _public(record: dict) -> dict:
 
 
 def run_experiment(config: ExperimentConfig, *, progress: Callable[[ExperimentProgress], None] | None = None,
-                   cancel: Any = None, resume: bool = True) -> dict:
+                   cancel: Any = None, resume: bool = True, force: bool = False) -> dict:
     """Run every condition on every fold (resuming finished folds), write and return the results.
 
     `cancel`: an object with `.cancelled` or a zero-argument callable; when set the runner
     raises `ExperimentCancelled` at the next epoch, keeping finished folds for a later resume.
+    The results folder is checked, locked and marked like batch and train folders
+    (`core.output_folder`); `force` accepts a non-empty folder lesion-studio did not make.
     """
+    from lesion_studio.core.output_folder import open_output_folder
+
+    lock = open_output_folder(config.out_dir, kind="evaluate", force=force, key="experiment.out_dir")
+    try:
+        return _run_experiment_locked(config, progress=progress, cancel=cancel, resume=resume)
+    finally:
+        lock.release()
+
+
+def _run_experiment_locked(config: ExperimentConfig, *, progress: Callable[[ExperimentProgress], None] | None,
+                           cancel: Any, resume: bool) -> dict:
+    """`run_experiment` while this process holds the results folder's lock."""
     progress = progress or (lambda event: None)
     dataset = load_dataset(config.dataset)
     folds = patient_folds(dataset.cases, config.folds, config.seed, config.val_fraction)

@@ -20,12 +20,12 @@ from lesion_studio.core.classical.backends import CLASSICAL_FAMILIES, classical_
 from lesion_studio.core.errors import CheckpointError, ConfigError
 from lesion_studio.core.geometry.crops import resize_image, resize_mask
 from lesion_studio.core.geometry.shape_cleanup import clean_shape
-from lesion_studio.core.intensity import IntensityMapping, mapping_for_range
+from lesion_studio.core.intensity import CT_AIR_THRESHOLD_HU, IntensityMapping, mapping_for_range
 from lesion_studio.core.model_catalog import MODES_BY_FAMILY, modes_of_checkpoint
 from lesion_studio.core.synthesis_backend import Patch
 from lesion_studio.core.synthesis_engine import SynthesisEngine, SynthesisResult, native_patch_geometry
 from lesion_studio.core.synthesis_plan import SynthesisPlan
-from lesion_studio.models.checkpoint import load_checkpoint
+from lesion_studio.models.checkpoint import build_checked, load_checkpoint
 from lesion_studio.models.config import TrainConfig
 from lesion_studio.models.data import Normalizer
 from lesion_studio.models.networks import build_generator
@@ -79,7 +79,12 @@ class GeneratorBackend:
         return None
 
     def mapping(self, patch: Patch) -> IntensityMapping:
-        return mapping_for_range(patch.image_range, (self.normalizer.lo, self.normalizer.hi), self.intensity)
+        policy = self.intensity
+        if policy == "auto" and patch.image_kind == "ct" and self.normalizer.lo <= CT_AIR_THRESHOLD_HU:
+            # a CT slice and a checkpoint trained in HU share units: the range test of "auto" would
+            # otherwise read a slice with out-of-field padding (−3024 / −2048 HU) as other units
+            policy = "checkpoint"
+        return mapping_for_range(patch.image_range, (self.normalizer.lo, self.normalizer.hi), policy)
 
     def fill_info(self, patch: Patch) -> dict[str, Any]:
         return {"intensity": self.mapping(patch).to_dict()}
@@ -127,8 +132,10 @@ def _generator_from(ck, device: torch.device) -> tuple[torch.nn.Module, Any]:
         config = TrainConfig.from_dict(ck.meta["config"])
     except (ConfigError, KeyError, TypeError) as exc:
         raise CheckpointError(f"the checkpoint's config cannot be read: {exc}", ck.path) from exc
-    generator = build_generator(config.model)
-    ck.load_into({"generator": generator})
+    if "generator" not in ck.weights:
+        raise CheckpointError(f"the checkpoint has no weights for 'generator' (it has {sorted(ck.weights)})", ck.path)
+    generator = build_checked(build_generator, config.model, ck.weights["generator"], name="generator",
+                              path=ck.path.with_name(ck.path.name + ".json"))
     return generator.to(device).eval(), config.model
 
 

@@ -230,6 +230,8 @@ class SynthesisPanel(QGroupBox):
             for info in models:
                 self.model_combo.addItem(info.label(), str(info.stem))
                 self.model_combo.setItemData(self.model_combo.count() - 1, info.summary(), Qt.ItemDataRole.ToolTipRole)
+                if info.problem:  # listed greyed out with its reason, not selectable
+                    self.model_combo.model().item(self.model_combo.count() - 1).setEnabled(False)
             index = self.model_combo.findData(current)
             self.model_combo.setCurrentIndex(max(index, 0))
 

@@ -102,3 +102,12 @@ def test_subcommands_do_not_import_qt() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("size", ["100000", "4097", "10"])
+def test_phantom_size_is_bounded_with_a_clear_message(tmp_path, capsys, size) -> None:
+    """`phantom --size 100000` used to try to allocate 37 GiB."""
+    code = cli.main(["phantom", "--kind", "chest", "--n", "1", "--out", str(tmp_path / "p"), "--size", size])
+    assert code == 2
+    assert "--size must be 64..4096" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()

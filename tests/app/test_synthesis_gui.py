@@ -158,6 +158,9 @@ def test_variants_run_several_seeds_and_one_is_picked(window, qtbot, open_and_wa
     assert window.synthesis_panel.variant_list.count() == 3
     seeds = [r.plan.request.seed for r in syn.preview.results]
     assert len(set(seeds)) == 3
+    # each variant also takes another built-in shape sample (issue 16: variants looked identical)
+    footprints = {r.plan.footprint.tobytes() + bytes(str(r.plan.footprint.shape), "ascii") for r in syn.preview.results}
+    assert len(footprints) == 3
     window.synthesis_panel.variant_list.setCurrentRow(2)
     np.testing.assert_array_equal(window.canvas.image_item.image, syn.preview.results[2].image)
     label = syn.accept()
@@ -399,3 +402,40 @@ def test_real_nodule_shapes_feed_a_learned_model(window, qtbot, open_and_wait, c
     from scipy import ndimage
 
     assert ndimage.label(plan.footprint, structure=np.ones((3, 3)))[1] == 1
+
+
+@pytest.mark.parametrize("shape_source", ["builtin", "real"])
+def test_variants_with_the_default_method_differ_in_seed_shape_and_pixels(window, qtbot, open_and_wait,
+                                                                           shape_source) -> None:
+    """Issue 16 (6): four "variants" looked identical. With the default real-nodule method on the
+    demo radiograph each variant has its own seed, its own library nodule and its own pixels,
+    whether the shape picker shows built-in blobs or the real LIDC shapes (whose gallery used to
+    pin one bank index for every variant)."""
+    from lesion_studio.core.sample_data import DEMO_RADIOGRAPH
+
+    open_and_wait(window, sample_file(DEMO_RADIOGRAPH))
+    syn = window.synthesis
+    assert syn.model is not None and syn.model.name == "real-nodule"
+    if shape_source == "real":
+        syn.set_shape_source("real")
+        qtbot.waitUntil(lambda: syn.real_bank is not None and len(syn.shapes.masks) > 1, timeout=60_000)
+    assert syn.shapes.source == shape_source
+    window.tools.update(tool="place")
+    h, w = window.state.image.plane_shape
+    with qtbot.waitSignal(syn.previewShown, timeout=60_000):
+        syn.request_preview((h * 0.45, w * 0.3))
+    first = syn.preview.results[0]
+    with qtbot.waitSignal(syn.previewShown, timeout=60_000):
+        window.synthesis_panel.variants_spin.setValue(3)
+        window.synthesis_panel.variants_button.click()
+    results = syn.preview.results
+    assert len(results) == 3
+    assert len({r.plan.request.seed for r in results}) == 3
+    assert len({r.plan.bank_index for r in results}) == 3, [r.plan.bank_index for r in results]
+    footprints = [r.plan.footprint.tobytes() + bytes(str(r.plan.footprint.shape), "ascii") for r in results]
+    assert len(set(footprints)) == 3
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert not np.array_equal(results[i].image, results[j].image), (i, j)
+    # the first variant is the preview the user already saw
+    np.testing.assert_array_equal(results[0].image, first.image)

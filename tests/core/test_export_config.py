@@ -124,3 +124,20 @@ def test_diameter_files_in_three_formats(tmp_path: Path) -> None:
     text = GOOD + '[diameters]\nkind = "file"\nfile = "bad.txt"\n'
     with pytest.raises(ConfigError, match=r"batch.toml:\d+: diameters.file"):
         load_batch_config(_write(tmp_path, text))
+
+
+@pytest.mark.parametrize("line, key", [("per_image = 1000000000", "synthesis.per_image"),
+                                       ("targets_per_image = [1, 1000000]", "synthesis.targets_per_image")])
+def test_absurd_counts_are_refused_before_planning(tmp_path: Path, line: str, key: str) -> None:
+    """`per_image = 1e9` used to reach MemoryError while planning, even with --dry-run."""
+    text = GOOD.replace("per_image = 4", line)
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_batch_config(_write(tmp_path, text), check_files=False)
+
+
+def test_per_image_bound_in_dry_run(tmp_path: Path, capsys) -> None:
+    from lesion_studio.app.cli import main
+
+    path = _write(tmp_path, GOOD.replace("per_image = 4", "per_image = 1000000000"))
+    assert main(["batch", str(path), "--dry-run"]) == 2
+    assert "synthesis.per_image" in capsys.readouterr().err

@@ -115,9 +115,11 @@ def test_monochrome1_is_inverted_within_the_stored_range() -> None:
     expected = (2 ** int(ds.BitsStored) - 1) - raw.astype(np.float64)
     image = load_image(sample_file("RG1_UNCR.dcm"))
     np.testing.assert_array_equal(image.pixels, expected.astype(np.float32))
-    # The stored window is mirrored with the pixels.
+    # The stored window is mirrored with the pixels (RG1's is then found too wide and replaced,
+    # see below; the note quotes the mirrored one).
     stored_center = float(ds.WindowCenter[0] if ds["WindowCenter"].VM > 1 else ds.WindowCenter)
-    assert image.window.center == pytest.approx(2 ** int(ds.BitsStored) - 1 - stored_center)
+    mirrored = 2 ** int(ds.BitsStored) - 1 - stored_center
+    assert any(f"window {mirrored:g}/" in note for note in image.source.notes), image.source.notes
 
 
 def test_monochrome1_and_its_monochrome2_twin_load_equal(tmp_path: Path) -> None:
@@ -409,3 +411,189 @@ def test_sample_files_are_not_modified(tmp_path: Path) -> None:
     before = copy.read_bytes()
     load_image(copy)
     assert copy.read_bytes() == before
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 18: no double rescale, NaN in NIfTI, header/pixel-data consistency, pixel budget
+
+
+def _ct_copy(name: str, tmp_path: Path) -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(sample_file(name))
+    ds.Modality = "CT"
+    ds.RescaleIntercept = -1024
+    ds.RescaleSlope = 1
+    path = tmp_path / name
+    ds.save_as(path)
+    return path
+
+
+def test_gdcm_fallback_rescales_once_like_pylibjpeg(tmp_path: Path) -> None:
+    """JPEG-lossy.dcm (12-bit JPEG Extended) is decoded by GDCM only (pylibjpeg fails on it);
+    JPGExtended.dcm is the same image, decoded by pylibjpeg. With intercept −1024 both must
+    load as stored − 1024 (GDCM used to apply it too: −2048…)."""
+    gdcm = load_image(_ct_copy("JPEG-lossy.dcm", tmp_path))
+    pylibjpeg = load_image(_ct_copy("JPGExtended.dcm", tmp_path))
+    assert gdcm.pixels.min() == pylibjpeg.pixels.min() == -1024.0
+    np.testing.assert_allclose(gdcm.pixels, pylibjpeg.pixels, atol=1)
+
+
+def test_fallback_is_used_when_pydicom_cannot_decode(tmp_path: Path, monkeypatch) -> None:
+    """Force the SimpleITK/GDCM path for a file pydicom can decode: same HU values."""
+    path = _ct_copy("693_J2KR.dcm", tmp_path)
+    reference = load_image(path).pixels
+
+    def fail(self):  # noqa: ANN001
+        raise RuntimeError("no decoder")
+
+    monkeypatch.setattr(pydicom.dataset.Dataset, "pixel_array", property(fail))
+    np.testing.assert_array_equal(load_image(path).pixels, reference)
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz", ".nrrd", ".mha"])
+def test_nan_and_inf_are_handled_alike_in_every_sitk_format(tmp_path: Path, suffix: str) -> None:
+    """ITK's NIfTI reader turns NaN/Inf into 0 silently; they must be counted and noted as in MHA."""
+    volume = np.full((3, 8, 8), 5.0, dtype=np.float32)
+    volume[1, 2, 2] = np.nan
+    volume[2, 3, 4] = np.inf
+    path = tmp_path / f"nan{suffix}"
+    sitk.WriteImage(sitk.GetImageFromArray(volume), str(path))
+    loaded = load_image(path)
+    assert any("2 NaN/infinite" in n for n in loaded.source.notes), loaded.source.notes
+    assert (loaded.pixels == 5.0).all()  # replaced by the finite minimum, not 0
+
+
+def test_all_nan_nifti_is_refused_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "nan.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(np.full((2, 4, 4), np.nan, np.float32)), str(path))
+    with pytest.raises(ImageLoadError, match="NaN") as info:
+        load_image(path)
+    assert info.value.path == path
+
+
+@pytest.mark.parametrize(
+    "name, changes",
+    [
+        ("CT_small.dcm", {"Rows": 64}),  # twice the data: pydicom made 2 frames
+        ("CT_small.dcm", {"Rows": 32}),
+        ("CT_small.dcm", {"BitsAllocated": 1, "BitsStored": 1, "HighBit": 0}),  # made 16 frames
+        ("MR_small.dcm", {"BitsAllocated": 1, "BitsStored": 1, "HighBit": 0, "PixelRepresentation": 0}),
+    ],
+)
+def test_header_disagreeing_with_pixel_data_is_refused(tmp_path: Path, name: str, changes: dict) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(sample_file(name))
+    for key, value in changes.items():
+        setattr(ds, key, value)
+    path = tmp_path / name
+    ds.save_as(path)
+    with pytest.raises(ImageLoadError, match="does not match") as info:
+        load_image(path)
+    assert info.value.path == path
+
+
+def test_one_bit_images_decode_as_one_frame(tmp_path: Path) -> None:
+    """BitsAllocated = 1 with data of the right length is decoded by pydicom (bits unpacked)."""
+    from pydicom.pixels import pack_bits
+
+    bits = (np.indices((16, 24)).sum(axis=0) % 3 == 0).astype(np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = pydicom.dcmread(sample_file("CT_small.dcm"))
+    ds.Rows, ds.Columns = bits.shape
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 1, 1, 0, 0
+    for key in ("RescaleIntercept", "RescaleSlope", "WindowCenter", "WindowWidth"):
+        if key in ds:
+            delattr(ds, key)
+    ds.PixelData = pack_bits(bits)
+    path = tmp_path / "bits.dcm"
+    ds.save_as(path)
+    loaded = load_image(path)
+    assert loaded.shape == bits.shape
+    np.testing.assert_array_equal(loaded.pixels, bits.astype(np.float32))
+
+
+def test_pixel_budget_refuses_before_decoding(tmp_path: Path, monkeypatch) -> None:
+    from lesion_studio.core.imageio import common
+
+    png = tmp_path / "img.png"
+    cv2.imwrite(str(png), np.zeros((200, 300), np.uint8))
+    tiff = tmp_path / "stack.tiff"
+    cv2.imwritemulti(str(tiff), [np.zeros((100, 100), np.uint16)] * 3)
+    nifti = tmp_path / "vol.nii.gz"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((3, 100, 100), np.float32)), str(nifti))
+    monkeypatch.setattr(common, "MAX_PIXELS", 25_000)
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: pytest.fail("decoded despite the budget"))
+    monkeypatch.setattr(cv2, "imdecodemulti", lambda *a: pytest.fail("decoded despite the budget"))
+    for path in (png, tiff, nifti):
+        with pytest.raises(ImageLoadError, match="limit") as info:
+            load_image(path)
+        assert info.value.path == path
+    monkeypatch.setattr(common, "MAX_PIXELS", 29_999)
+    with pytest.raises(ImageLoadError, match="limit"):
+        load_image(tiff)  # each page fits, the three together do not
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose IHDR declares width × height 8-bit gray and whose IDAT holds one row."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\0" * (width + 1))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side", [40_000, 32_767])
+def test_huge_declared_png_is_refused_clearly(tmp_path: Path, side: int) -> None:
+    """40000² used to raise cv2.error; 32767² (2 MB file) allocated 1 GB before failing."""
+    path = tmp_path / "huge.png"
+    path.write_bytes(_png_header_only(side, side))
+    with pytest.raises(ImageLoadError, match="pixels, more than the limit") as info:
+        load_image(path)
+    assert info.value.path == path
+
+
+def test_radiograph_with_its_detector_range_as_window_gets_the_percentile_window() -> None:
+    """Issue 16 (8): the demo RG1 stores a 30000 wide window (0–30000 of its 15-bit range, 17767
+    after the MONOCHROME1 inversion) for pixels that span about 10000–30600, which looks washed
+    out; a window the 1–99 % range fills less than 3/4 of is replaced by that range, and the
+    image's notes say why."""
+    from lesion_studio.core.windowing import MIN_STORED_WINDOW_FILL
+
+    ds, _ = _raw("RG1_UNCR.dcm")
+    assert float(ds.WindowWidth) == 30000.0
+    image = load_image(sample_file("RG1_UNCR.dcm"))
+    assert image.window_source == "percentile"
+    lo, hi = np.percentile(image.pixels, [1, 99])
+    assert image.window.low == pytest.approx(lo, rel=0.01)
+    assert image.window.high == pytest.approx(hi, rel=0.01)
+    assert (hi - lo) / image.window.width >= MIN_STORED_WINDOW_FILL
+    assert any("too wide" in note for note in image.source.notes), image.source.notes
+
+
+@pytest.mark.parametrize("name", ["RG3_UNCR.dcm", "MR2_UNCR.dcm", "693_UNCR.dcm"])
+def test_plausible_stored_windows_are_kept(name: str) -> None:
+    """Reading windows that the data fill (a radiograph, an MR) or deliberately narrow CT
+    windows stay the file's own."""
+    ds, _ = _raw(name)
+    image = load_image(sample_file(name))
+    assert image.window_source == "dicom"
+    first = ds.WindowWidth[0] if ds["WindowWidth"].VM > 1 else ds.WindowWidth
+    assert image.window.width == pytest.approx(float(first), abs=1.0)
+
+
+def test_stored_window_missing_the_pixels_is_a_problem_for_any_modality() -> None:
+    from lesion_studio.core.image import Window
+    from lesion_studio.core.windowing import stored_window_problem
+
+    pixels = np.linspace(0.0, 100.0, 10_000).reshape(100, 100)
+    assert stored_window_problem(Window(500.0, 100.0), pixels, "MR")
+    assert stored_window_problem(Window(50.0, 400.0), pixels, "CT") == ""  # CT: wide is a choice
+    assert stored_window_problem(Window(50.0, 400.0), pixels, "DX")  # radiograph: washed out
+    assert stored_window_problem(Window(50.0, 110.0), pixels, "DX") == ""

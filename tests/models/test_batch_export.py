@@ -325,6 +325,17 @@ def test_an_unusable_checkpoint_is_a_config_error(setup, tmp_path: Path, capsys)
     assert "bogus" in capsys.readouterr().err
 
 
+def test_a_shape_checkpoint_as_inpaint_model_names_the_key(setup, tmp_path: Path, capsys) -> None:
+    from lesion_studio.core.model_catalog import builtin_models_dir
+
+    config = write_config(tmp_path / "c.toml", setup, tmp_path / "out", formats=["png"], per_image=1)
+    shape = builtin_models_dir() / "demo_shape"
+    config.write_text(config.read_text().replace(str(setup["checkpoint"]), str(shape)))
+    assert main(["batch", str(config), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "models.inpaint" in err and "shape checkpoint" in err and "models.shape" in err
+
+
 def test_outpaint_mix_keeps_every_lesion(setup, tmp_path: Path) -> None:
     Trainer(tiny_config("outpaint", setup["dataset"], tmp_path / "outpaint", steps=1, num_threads=1)).run()
     out = tmp_path / "out"

@@ -242,3 +242,102 @@ def test_keep_last_is_honoured_after_a_resume(chest_dataset: Path, tmp_path: Pat
     assert sorted(p.name for p in tmp_path.glob("step_*")) == [
         "step_0000008.json", "step_0000008.safetensors", "step_0000008.state.safetensors",
         "step_0000009.json", "step_0000009.safetensors", "step_0000009.state.safetensors"]
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 18 item 12: hostile sidecars are refused before anything is allocated
+
+
+def _synth_checkpoint(tmp_path: Path) -> Path:
+    model, nets = _nets("texture")
+    config = default_config("texture")
+    config.model = model
+    save_checkpoint(tmp_path / "tex", family="texture", config=config.to_dict(),
+                    networks={"generator": nets["generator"]}, step=3, normalization={"lo": 0.0, "hi": 1.0})
+    return tmp_path / "tex"
+
+
+def _edit(stem: Path, change) -> Path:
+    path = stem.with_name(stem.name + ".json")
+    meta = json.loads(path.read_text())
+    change(meta)
+    path.write_text(json.dumps(meta))
+    return path
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda m: m.update(step="ten"), "step must be a non-negative integer"),
+        (lambda m: m.update(version="1.0"), "version must be"),
+        (lambda m: m.update(networks="generator"), "networks must be"),
+        (lambda m: m.update(metrics=[1, 2]), "metrics must be a table"),
+        (lambda m: m.update(normalization={"lo": "a", "hi": 1}), "normalization"),
+        (lambda m: m.update(normalization={"lo": float("nan"), "hi": 1}), "normalization"),
+        (lambda m: m["config"]["model"].update(base_channels=10**7), "base_channels: must be <= 4096"),
+        (lambda m: m["config"]["model"].update(base_channels="wide"), "base_channels"),
+        (lambda m: m["config"]["model"].update(dilations=[2] * 10**5), "dilations"),
+    ],
+)
+def test_a_hostile_sidecar_is_refused_naming_the_file(tmp_path: Path, change, message) -> None:
+    from lesion_studio.models.inference import load_synthesizer
+
+    json_path = _edit(_synth_checkpoint(tmp_path), change)
+    with pytest.raises(CheckpointError, match=message) as info:
+        load_synthesizer(tmp_path / "tex")
+    assert str(json_path.with_suffix("")) in str(info.value)
+
+
+def test_a_huge_network_is_refused_before_it_is_built(tmp_path: Path, monkeypatch) -> None:
+    """5.7 TB generators: counted on the meta device and refused; nothing real is built."""
+    from lesion_studio.models import checkpoint, inference
+
+    stem = _synth_checkpoint(tmp_path)
+    built: list[str] = []
+    real_build = inference.build_generator
+
+    def recording_build(config):
+        net = real_build(config)
+        built.append(next(net.parameters()).device.type)
+        return net
+
+    monkeypatch.setattr(inference, "build_generator", recording_build)
+    _edit(stem, lambda m: m["config"]["model"].update(base_channels=4096))
+    with pytest.raises(CheckpointError, match="parameters, more than the limit") as info:
+        inference.load_synthesizer(stem)
+    assert "tex.json" in str(info.value)
+    assert built == ["meta"]
+    # a plausible width whose weights are not the file's: shapes compared before building
+    built.clear()
+    _edit(stem, lambda m: m["config"]["model"].update(base_channels=16))
+    with pytest.raises(CheckpointError, match="does not fit the network its metadata describes"):
+        inference.load_synthesizer(stem)
+    assert built == ["meta"]
+    monkeypatch.setattr(checkpoint, "MAX_NETWORK_PARAMETERS", 10)
+    _edit(stem, lambda m: m["config"]["model"].update(base_channels=8))
+    with pytest.raises(CheckpointError, match="limit of 10"):
+        inference.load_synthesizer(stem)
+    monkeypatch.undo()
+    assert inference.load_synthesizer(stem) is not None  # the untouched sidecar loads
+
+
+def test_one_bad_sidecar_does_not_break_the_model_list(tmp_path: Path) -> None:
+    from lesion_studio.core.model_catalog import read_model_info, scan_models
+
+    stem = _synth_checkpoint(tmp_path)
+    good = read_model_info(stem.with_name("tex.json"))
+    assert good is not None and not good.problem and good.serves("inpaint")
+    for name, change in (("steps", lambda m: m.update(step="ten")), ("metrics", lambda m: m.update(metrics=[1])),
+                         ("family", lambda m: m.update(family=["texture"]))):
+        bad = tmp_path / name
+        for suffix in (".json", ".safetensors"):
+            (tmp_path / f"{name}{suffix}").write_bytes(stem.with_name("tex" + suffix).read_bytes())
+        _edit(bad, change)
+    (tmp_path / "notjson.json").write_text("{")
+    listed = {m.name: m for m in scan_models([tmp_path]) if not m.builtin}
+    assert not listed["tex"].problem
+    for name in ("steps", "metrics", "family"):
+        info = listed[name]
+        assert info.problem and not info.modes and "unusable" in info.label()
+        assert "cannot be used" in info.summary()
+    assert "notjson" not in listed

@@ -211,3 +211,25 @@ def test_in_process_synthesis_with_a_trained_generator(tmp_path):
     with pytest.raises(ConfigError):
         ExperimentConfig(name="x", dataset=tmp_path, out_dir=tmp_path, task="hard_example_mining",
                          conditions=(ConditionConfig("pretrained"),), baseline="pretrained")
+
+
+def test_results_folder_is_checked_and_locked_like_batch_and_train(phantom, tmp_path):
+    from lesion_studio.core.output_folder import FolderLock
+
+    foreign = tmp_path / "thesis"
+    foreign.mkdir()
+    (foreign / "chapter1.tex").write_text("mine")
+    cfg = ExperimentConfig(name="c", dataset=phantom, out_dir=foreign, **TINY)
+    with pytest.raises(ConfigError, match="experiment.out_dir: .* not empty"):
+        run_experiment(cfg)
+    assert [p.name for p in foreign.iterdir()] == ["chapter1.tex"]  # nothing written, nothing removed
+    with pytest.raises(ConfigError, match="refusing"):
+        run_experiment(ExperimentConfig(name="c", dataset=phantom, out_dir=Path("/"), **TINY))
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    lock = FolderLock(busy, what="evaluate").acquire()  # another run holds it
+    try:
+        with pytest.raises(Exception, match="in use"):
+            run_experiment(ExperimentConfig(name="c", dataset=phantom, out_dir=busy, **TINY))
+    finally:
+        lock.release()

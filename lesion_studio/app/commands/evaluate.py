@@ -23,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="overrides [training] device")
     parser.add_argument("--no-resume", action="store_true", help="recompute folds that are already on disk")
     parser.add_argument("--quiet", action="store_true", help="print only the final summary")
+    parser.add_argument("--force", action="store_true",
+                        help="use a non-empty results folder that lesion-studio did not make")
     return parser
 
 
@@ -47,7 +49,7 @@ def main(argv: list[str]) -> int:
             if not args.quiet and event.stage != "epoch":
                 print(f"[{event.done_units}/{event.total_units}] {event.message}", flush=True)
 
-        doc = run_experiment(config, progress=progress, resume=not args.no_resume)
+        doc = run_experiment(config, progress=progress, resume=not args.no_resume, force=args.force)
     except KeyboardInterrupt:
         print("lesion-studio evaluate: cancelled; finished folds are kept and resume next time", file=sys.stderr)
         return 130

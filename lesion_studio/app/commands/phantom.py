@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lesion_studio.core.dataset import DATASET_FILE, validate_dataset
 from lesion_studio.core.errors import LesionStudioError
-from lesion_studio.core.phantom import DEFAULT_SIZE_PX, PHANTOM_KINDS, generate_phantom_dataset
+from lesion_studio.core.phantom import DEFAULT_SIZE_PX, MAX_SIZE_PX, PHANTOM_KINDS, generate_phantom_dataset
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--size", type=int, default=DEFAULT_SIZE_PX,
-                        help=f"image side in pixels (default: {DEFAULT_SIZE_PX})")
+                        help=f"image side in pixels, 64..{MAX_SIZE_PX} (default: {DEFAULT_SIZE_PX})")
     parser.add_argument("--overwrite", action="store_true",
                         help="write into a folder that already holds a dataset")
     return parser
@@ -35,8 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     """Run the phantom command; returns the exit code (0 ok, 1 failed, 2 usage)."""
     args = build_parser().parse_args(argv)
-    if args.n < 1 or args.size < 64 or args.seed < 0:
-        print("lesion-studio phantom: --n must be >= 1, --size >= 64 and --seed >= 0",
+    if args.n < 1 or args.seed < 0:
+        print("lesion-studio phantom: --n must be >= 1 and --seed >= 0", file=sys.stderr)
+        return 2
+    if not 64 <= args.size <= MAX_SIZE_PX:
+        print(f"lesion-studio phantom: --size must be 64..{MAX_SIZE_PX} pixels, got {args.size}",
               file=sys.stderr)
         return 2
     out: Path = args.out

@@ -11,9 +11,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
-from skimage.draw import polygon as _draw_polygon
+from lesion_studio.lazy import lazy_import
+
+cv2 = lazy_import("cv2")
+_skdraw = lazy_import("skimage.draw")
 
 BBox = tuple[int, int, int, int]
 
@@ -87,7 +89,7 @@ def polygon_region(
     pts = np.asarray(points_rc, dtype=np.float64).reshape(-1, 2)
     if len(pts) < 3:
         return None
-    rr, cc = _draw_polygon(pts[:, 0], pts[:, 1], shape=plane_shape)
+    rr, cc = _skdraw.polygon(pts[:, 0], pts[:, 1], shape=plane_shape)
     if rr.size == 0:
         return None
     r0, r1 = int(rr.min()), int(rr.max()) + 1

@@ -15,14 +15,16 @@ import os
 import uuid
 from pathlib import Path
 
-import cv2
 import numpy as np
-import SimpleITK as sitk
-from skimage.measure import label as connected_components
 
 from lesion_studio.core.annotation.classes import LesionMeta
 from lesion_studio.core.annotation.document import MAX_LABEL, AnnotationDocument, Geometry
 from lesion_studio.core.errors import MaskError
+from lesion_studio.lazy import lazy_import
+
+cv2 = lazy_import("cv2")
+sitk = lazy_import("SimpleITK")
+_skmeasure = lazy_import("skimage.measure")
 
 PNG_SUFFIXES = (".png",)
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -257,7 +259,7 @@ def labels_from_mask(array: np.ndarray, components: bool | None = None) -> np.nd
         components = nonzero <= {1} or nonzero <= {255}
     if not components:
         return array.astype(np.uint16)
-    labels, count = connected_components(array != 0, return_num=True)
+    labels, count = _skmeasure.label(array != 0, return_num=True)
     if count > MAX_LABEL:
         raise ValueError(f"mask has {count} connected components, more than {MAX_LABEL}")
     return labels.astype(np.uint16)

@@ -20,7 +20,9 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
+from lesion_studio.lazy import lazy_import
+
+ndimage = lazy_import("scipy.ndimage")
 
 BBox = tuple[int, int, int, int]  # (row0, row1, col0, col1), half-open, in pixels
 

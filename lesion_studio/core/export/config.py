@@ -51,6 +51,12 @@ KNOWN_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Upper bounds that keep a typo (`per_image = 1000000000`) from planning billions of items:
+#: the plan is built even for `--dry-run`.
+MAX_PER_IMAGE = 10_000
+MAX_TARGETS_PER_IMAGE = 100
+
+
 @dataclass(frozen=True)
 class DiameterSpec:
     """How new lesion sizes are drawn: `bank` keeps each bank mask's recorded size; `fixed`
@@ -256,7 +262,7 @@ def parse_batch_config(data: dict[str, Any], *, path: Path, text: str = "", chec
     values["mask_bank"] = as_path("input", "mask_bank", what="mask bank")
     values["dicom_template"] = as_path("input", "dicom_template", what="DICOM template")
 
-    values["per_image"] = as_int("synthesis", "per_image", P0_VARIANTS_PER_IMAGE, low=1)
+    values["per_image"] = as_int("synthesis", "per_image", P0_VARIANTS_PER_IMAGE, low=1, high=MAX_PER_IMAGE)
     values["inpaint"] = as_bool("synthesis", "inpaint", True)
     values["replace_remove"] = as_bool("synthesis", "replace_remove", True)
     values["outpaint_fraction"] = as_float("synthesis", "outpaint_fraction", 0.0, 0.0, 1.0)
@@ -265,8 +271,9 @@ def parse_batch_config(data: dict[str, Any], *, path: Path, text: str = "", chec
     targets = get("synthesis", "targets_per_image", list(P0_TARGETS_PER_IMAGE))
     if (not isinstance(targets, list) or len(targets) != 2
             or not all(isinstance(v, int) and not isinstance(v, bool) for v in targets)
-            or not 1 <= targets[0] <= targets[1]):
-        p.add("synthesis.targets_per_image", f"must be [low, high] with 1 <= low <= high, got {targets!r}")
+            or not 1 <= targets[0] <= targets[1] <= MAX_TARGETS_PER_IMAGE):
+        p.add("synthesis.targets_per_image",
+              f"must be [low, high] with 1 <= low <= high <= {MAX_TARGETS_PER_IMAGE}, got {targets!r}")
         targets = list(P0_TARGETS_PER_IMAGE)
     values["targets_per_image"] = (int(targets[0]), int(targets[1]))
     if not (values["inpaint"] or values["replace_remove"] or values["outpaint_fraction"] > 0):

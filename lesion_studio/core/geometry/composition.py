@@ -7,7 +7,9 @@ images leave physical units); masks are bool `(H, W)`.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
+from lesion_studio.lazy import lazy_import
+
+ndimage = lazy_import("scipy.ndimage")
 
 
 def texture_input(

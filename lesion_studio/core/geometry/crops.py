@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
-from scipy import ndimage
 
 from lesion_studio.core.errors import MaskError
+from lesion_studio.lazy import lazy_import
+
+cv2 = lazy_import("cv2")
+ndimage = lazy_import("scipy.ndimage")
 
 #: P0 Eq. 1: the mask crop is 1.2 times the lesion's longer side (0.1 margin on each end).
 P0_MARGIN_FRACTION = 0.1

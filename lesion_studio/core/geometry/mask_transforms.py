@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
+from lesion_studio.lazy import lazy_import
+
+cv2 = lazy_import("cv2")
 
 #: P0 §IV-A: masks drawn from the bank are rotated by U[−10°, +10°].
 P0_ROTATION_RANGE_DEG = (-10.0, 10.0)

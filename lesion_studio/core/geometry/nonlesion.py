@@ -15,12 +15,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
-from scipy import ndimage
 
 from lesion_studio.core.errors import MaskError
 from lesion_studio.core.geometry.crops import Box, lesion_bbox
+from lesion_studio.lazy import lazy_import
+
+cv2 = lazy_import("cv2")
+ndimage = lazy_import("scipy.ndimage")
 
 #: P0 §III-A: the non-stone mask width is drawn uniformly in [10, 50] px.
 P0_NONLESION_WIDTH_PX = (10, 50)

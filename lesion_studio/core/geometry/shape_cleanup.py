@@ -23,9 +23,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import ndimage
 
 from lesion_studio.core.errors import MaskError
+from lesion_studio.lazy import lazy_import
+
+ndimage = lazy_import("scipy.ndimage")
 
 #: Smoothing sigma as a fraction of the shape's area-equivalent diameter ...
 SMOOTH_FRACTION_OF_DIAMETER = 0.015

@@ -12,12 +12,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
-from skimage.measure import regionprops
 
 from lesion_studio.core.errors import ConfigError, MaskError
 from lesion_studio.core.geometry.crops import lesion_bbox, resize_mask
+from lesion_studio.lazy import lazy_import
+
+cv2 = lazy_import("cv2")
+_skmeasure = lazy_import("skimage.measure")
 
 #: P3 §III-B: shape-generator masks are 128², upsampled (nearest) to the 256² texture patch.
 P3_SHAPE_PX = 128
@@ -48,7 +50,7 @@ def moment_diameter(mask: np.ndarray, spacing_mm: tuple[float, float] | None = N
     if not mask.any():
         raise MaskError("the mask is empty: it has no diameter")
     spacing = valid_spacing(spacing_mm)
-    props = regionprops(mask.astype(np.uint8), spacing=spacing if spacing else (1.0, 1.0))[0]
+    props = _skmeasure.regionprops(mask.astype(np.uint8), spacing=spacing if spacing else (1.0, 1.0))[0]
     return float(props.axis_major_length + props.axis_minor_length) / 2.0  # P3 §III-B
 
 

@@ -8,6 +8,11 @@ import numpy as np
 
 from lesion_studio.core.errors import ImageLoadError
 
+#: Largest image (pixels, all pages/slices together) a reader decodes: 2**28 = 268 million,
+#: about 1 GiB as float32. Files whose header declares more are refused before any pixel is
+#: decoded. Read at call time, so a program (or a test) may change it.
+MAX_PIXELS = 2**28
+
 #: ITU-R BT.601 luma weights for R, G, B: the stated rule for colour → grayscale.
 BT601_LUMA = (0.299, 0.587, 0.114)
 
@@ -31,3 +36,17 @@ def finish_pixels(values: np.ndarray, path: Path, notes: list[str]) -> np.ndarra
         pixels[~finite] = fill
         notes.append(f"{count} NaN/infinite pixel(s) replaced by the minimum {fill:g}")
     return pixels
+
+
+def check_pixel_budget(shape: tuple[int, ...], path: Path, what: str = "the header declares") -> None:
+    """Refuse a declared image size above `MAX_PIXELS` before decoding (ImageLoadError)."""
+    count = 1
+    for n in shape:
+        count *= max(int(n), 0)
+    if count > MAX_PIXELS:
+        dims = "×".join(str(int(n)) for n in shape)
+        raise ImageLoadError(
+            f"{what} {dims} = {count:,} pixels, more than the limit of {MAX_PIXELS:,} "
+            f"(lesion_studio.core.imageio.common.MAX_PIXELS); not decoded",
+            path,
+        )

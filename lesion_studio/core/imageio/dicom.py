@@ -7,6 +7,7 @@ applied, CT in HU) with MONOCHROME1 inverted so that larger means denser.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections import defaultdict
 from collections.abc import Iterable
@@ -22,10 +23,12 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from lesion_studio.core.errors import ImageLoadError, SeriesChoiceError
 from lesion_studio.core.image import ImageSource, MedicalImage, Window
 from lesion_studio.core.imageio.common import finish_pixels, luma_from_rgb
-from lesion_studio.core.windowing import default_window
+from lesion_studio.core.windowing import default_window, percentile_window, stored_window_problem
 
 _MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+#: Trailing bytes after the pixel data the header describes that are accepted as padding.
+_MAX_PADDING_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -109,13 +112,63 @@ def _require_image(ds: Dataset, path: Path) -> None:
 # Pixel decoding
 
 
+def _expected_native_bytes(ds: Dataset) -> int | None:
+    """Bytes the header promises for uncompressed pixel data (None: encapsulated or unknown)."""
+    ts = _transfer_syntax(ds)
+    if ts is not None and ts.is_compressed or "PixelData" not in ds:
+        return None
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        bits = int(ds.BitsAllocated)
+        samples = int(ds.get("SamplesPerPixel", 1) or 1)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if min(rows, cols, bits, samples, frames) < 1:
+        return None  # pydicom refuses these itself
+    photometric = str(ds.get("PhotometricInterpretation", "")).upper()
+    if photometric.startswith("YBR_FULL_422"):
+        return frames * rows * cols * 2 * bits // 8  # two samples per pixel on average
+    return (frames * rows * cols * samples * bits + 7) // 8
+
+
+def _check_header_matches_data(ds: Dataset, path: Path) -> None:
+    """Rows/Columns/BitsAllocated/frames must account for the stored pixel bytes (small
+    trailing padding aside).
+
+    pydicom (and GDCM) guess extra frames when there is a whole number of frames too many,
+    so a wrong Rows or BitsAllocated = 1 over 16-bit data would load as a 2- or 16-frame
+    volume; refuse instead.
+    """
+    expected = _expected_native_bytes(ds)
+    if expected is None:
+        return
+    actual = len(ds.PixelData)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if actual < expected:
+        raise ImageLoadError(f"truncated pixel data: {actual} bytes, the header needs {expected}", path)
+    # trailing padding (MR_small_padded.dcm has 128 bytes) is ignored as pydicom does; more than
+    # that (a whole frame: pydicom would invent frames) means the header is wrong
+    if actual - expected >= min(expected // frames, _MAX_PADDING_BYTES) and actual - expected > 1:
+        raise ImageLoadError(
+            f"the header does not match the pixel data: {frames} frame(s) of "
+            f"{int(ds.Rows)}×{int(ds.Columns)} × {int(ds.get('SamplesPerPixel', 1) or 1)} sample(s) at "
+            f"BitsAllocated {int(ds.BitsAllocated)} need {expected} bytes, the file holds {actual} "
+            f"(Rows, Columns, BitsAllocated or NumberOfFrames is wrong)",
+            path,
+        )
+
+
 def _decode_raw(ds: Dataset, path: Path) -> np.ndarray:
     """Stored pixel values: `(frames, H, W)` or `(frames, H, W, 3)` for colour."""
+    _check_header_matches_data(ds, path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             arr = ds.pixel_array
-    except Exception as pydicom_exc:
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as pydicom_exc:  # the Rust decoders raise a BaseException on bad data
         reason = str(pydicom_exc)
         if "less than expected" in reason or "length" in reason.lower() and "expected" in reason:
             raise ImageLoadError(f"truncated pixel data: {reason}", path) from pydicom_exc
@@ -128,22 +181,50 @@ def _decode_raw(ds: Dataset, path: Path) -> np.ndarray:
     if samples == 1 and arr.ndim == 2 or samples > 1 and arr.ndim == 3:
         arr = arr[np.newaxis]
     expected_ndim = 3 if samples == 1 else 4
-    if arr.ndim != expected_ndim or (n_frames > 1 and arr.shape[0] != n_frames):
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    if arr.ndim != expected_ndim or arr.shape[0] != n_frames or (rows, cols) != tuple(arr.shape[1:3]):
         raise ImageLoadError(
-            f"decoded pixel array has shape {arr.shape}, which does not match "
-            f"{n_frames} frame(s) of {samples} sample(s)",
+            f"decoded pixel array has shape {arr.shape}, which does not match the header's "
+            f"{n_frames} frame(s) of {rows}×{cols} × {samples} sample(s)",
             path,
         )
     return arr
 
 
 def _decode_with_sitk(path: Path) -> np.ndarray | None:
-    """GDCM through SimpleITK for syntaxes the pylibjpeg plugins cannot decode."""
+    """Stored values decoded by GDCM through SimpleITK, for syntaxes pylibjpeg cannot decode.
+
+    GDCM applies Rescale Slope/Intercept itself (and by its own rules per SOP class), while
+    `_rescale` applies the modality transform afterwards. So GDCM decodes a temporary copy
+    without any rescale attributes: what comes back are stored values, rescaled exactly once.
+    """
+    import os
+    import tempfile
+
     try:
         import SimpleITK as sitk
 
-        image = sitk.ReadImage(str(path))
-        return sitk.GetArrayFromImage(image)
+        work = read_dataset(path)
+        for keyword in ("RescaleSlope", "RescaleIntercept", "RescaleType", "ModalityLUTSequence"):
+            if keyword in work:
+                del work[keyword]
+        for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+            for item in work.get(groups, None) or []:
+                if "PixelValueTransformationSequence" in item:
+                    del item.PixelValueTransformationSequence
+        fd, name = tempfile.mkstemp(suffix=".dcm", prefix="lesion-studio-gdcm-")
+        os.close(fd)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    work.save_as(name, enforce_file_format=True)
+                except Exception:
+                    work.save_as(name)
+            image = sitk.ReadImage(name)
+            return sitk.GetArrayFromImage(image)
+        finally:
+            os.unlink(name)
     except Exception:
         return None
 
@@ -396,8 +477,12 @@ def _assemble(
     window: Window | None, source: ImageSource,
 ) -> MedicalImage:
     """The MedicalImage of decoded pixels: stored window or a default, geometry from `ds`."""
+    problem = stored_window_problem(window, pixels, modality) if window is not None else ""
     if window is None:
         window, window_source = default_window(pixels, modality)
+    elif problem:  # e.g. a radiograph storing its detector's whole range: washed out
+        window, window_source = percentile_window(pixels), "percentile"
+        source = dataclasses.replace(source, notes=(*source.notes, problem))
     else:
         window_source = "dicom"
     orientation = _orientation(ds)
