@@ -12,7 +12,6 @@ file or the new one, never half of one. Errors are `MaskError` naming the file.
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ import numpy as np
 from lesion_studio.core.annotation.classes import LesionMeta
 from lesion_studio.core.annotation.document import MAX_LABEL, AnnotationDocument, Geometry
 from lesion_studio.core.errors import MaskError
+from lesion_studio.core.export.atomic import fsync_dir, temp_path, write_bytes
 from lesion_studio.lazy import lazy_import
 
 cv2 = lazy_import("cv2")
@@ -52,35 +52,10 @@ def describe_shape(shape: tuple[int, ...]) -> str:
 # ---------------------------------------------------------------- atomic writes
 
 
-def _temp_path(path: Path, suffix: str = "") -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{suffix}")
-
-
-def _fsync_dir(directory: Path) -> None:
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write `data` to `path` so that readers see the old file or the whole new one."""
-    path = Path(path)
-    tmp = _temp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
+    """Write `data` to `path` so that readers see the old file or the whole new one (the
+    export writers' `write_bytes`: one implementation of atomic writes)."""
+    return write_bytes(path, data)
 
 
 # ---------------------------------------------------------------- PNG
@@ -146,7 +121,7 @@ def save_nifti(array: np.ndarray, path: str | Path, geometry: Geometry | None = 
         image.SetOrigin(tuple(float(v) for v in origin))
         image.SetDirection(tuple(float(v) for v in direction))
     suffix = ".nii.gz" if path.name.lower().endswith(".gz") else ".nii"
-    tmp = _temp_path(path, suffix)
+    tmp = temp_path(path, suffix)
     try:
         sitk.WriteImage(image, str(tmp), useCompression=suffix == ".nii.gz")
         with open(tmp, "rb+") as f:
@@ -158,7 +133,7 @@ def save_nifti(array: np.ndarray, path: str | Path, geometry: Geometry | None = 
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return path
 
 
