@@ -57,11 +57,6 @@ class SynthesisResult:
     plan: SynthesisPlan
     box: PixelBox
 
-    @property
-    def changed_box(self) -> PixelBox:
-        """The part of the image a paste may have changed (the patch, clipped to the image)."""
-        return self.box
-
 
 def native_patch_geometry(plan: SynthesisPlan, model_px: int) -> tuple[int, float]:
     """Crop side and downsampling for a fixed `model_px` input: native scale while the lesion's
@@ -105,15 +100,19 @@ def composite(image: np.ndarray, generated: np.ndarray, box: PixelBox, alpha: np
     return out
 
 
+def _inside_image(plan: SynthesisPlan, box: PixelBox) -> np.ndarray:
+    """Box pixels that lie inside the image (bool, `box.shape`)."""
+    rows = np.arange(box.row0, box.row0 + box.height)
+    cols = np.arange(box.col0, box.col0 + box.width)
+    return ((rows >= 0) & (rows < plan.image_shape[0]))[:, None] & ((cols >= 0) & (cols < plan.image_shape[1]))[None, :]
+
+
 def _footprint_in_box(plan: SynthesisPlan, box: PixelBox) -> np.ndarray:
     """The plan's footprint in the box frame, limited to pixels inside the image (the part of
     a border lesion beyond the image does not exist and must not pull the seam inwards)."""
     footprint = place_footprint(box.shape, plan.footprint, plan.footprint_origin[0] - box.row0,
                                 plan.footprint_origin[1] - box.col0)
-    rows = np.arange(box.row0, box.row0 + box.height)
-    cols = np.arange(box.col0, box.col0 + box.width)
-    inside = ((rows >= 0) & (rows < plan.image_shape[0]))[:, None] & ((cols >= 0) & (cols < plan.image_shape[1]))[None, :]
-    return footprint & inside
+    return footprint & _inside_image(plan, box)
 
 
 def _mirrored_footprint(plan: SynthesisPlan, box: PixelBox) -> np.ndarray:
@@ -124,11 +123,7 @@ def _mirrored_footprint(plan: SynthesisPlan, box: PixelBox) -> np.ndarray:
     lesion replaces) would sit in the backend's context. These pixels join the region the
     backend fills; the paste still writes only the footprint.
     """
-    mirrored = extract_crop(plan.footprint_image(), box)
-    rows = np.arange(box.row0, box.row0 + box.height)
-    cols = np.arange(box.col0, box.col0 + box.width)
-    inside = ((rows >= 0) & (rows < plan.image_shape[0]))[:, None] & ((cols >= 0) & (cols < plan.image_shape[1]))[None, :]
-    return mirrored & ~inside
+    return extract_crop(plan.footprint_image(), box) & ~_inside_image(plan, box)
 
 
 class SynthesisEngine:
@@ -194,8 +189,9 @@ class SynthesisEngine:
                     for req in requests]
         filled = self.backend.fill([p[0] for p in prepared])
         results = []
-        for (patch, box, notes), out in zip(prepared, filled):
-            results.append(self._paste(pixels, current, patch, box, np.asarray(out, np.float32), notes, kind))
+        for (patch, box, footprint, region, notes), out in zip(prepared, filled):
+            results.append(self._paste(pixels, current, patch, box, footprint, region,
+                                       np.asarray(out, np.float32), notes, kind))
         return results[0] if single else results
 
     # -- steps --------------------------------------------------------------------------------
@@ -241,9 +237,11 @@ class SynthesisEngine:
             region_p, footprint_p = region, footprint
         patch = Patch(pixels=crop, region=region_p, footprint=footprint_p, plan=plan, scale=float(scale),
                       spacing_mm=patch_spacing, image_kind=kind, image_range=value_range)
-        return patch, box, notes
+        return patch, box, footprint, region, notes
 
-    def _paste(self, pixels, current, patch: Patch, box: PixelBox, filled: np.ndarray, notes, kind) -> SynthesisResult:
+    def _paste(self, pixels, current, patch: Patch, box: PixelBox, footprint: np.ndarray, region: np.ndarray,
+               filled: np.ndarray, notes, kind) -> SynthesisResult:
+        """Write the filled patch back: `footprint` and `region` are `_prepare`'s, at native scale."""
         plan = patch.plan
         if filled.shape != patch.pixels.shape:
             raise ConfigError(f"{self.backend.family} returned a {filled.shape} patch for a {patch.pixels.shape} input")
@@ -251,10 +249,8 @@ class SynthesisEngine:
             raise ConfigError(f"{self.backend.family} produced NaN or infinite values")
         if patch.scale > 1.0:
             filled = resize_image(filled, box.shape)
-        footprint = _footprint_in_box(plan, box)
         feather = float(plan.request.blending.feather_px)
         if plan.request.mode == "outpaint":
-            region = outpaint_region(footprint, keep_margin_px=plan.request.outpaint_keep_margin_px)
             alpha = np.where(region, feather_weights(box.shape, feather), 0.0).astype(np.float32)
         else:
             alpha = seam_alpha(footprint, feather)
