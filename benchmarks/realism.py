@@ -195,7 +195,6 @@ def radiograph_centres(rg: dict, n: int, radius_px: np.ndarray, rng) -> list[tup
         tries += 1
         k = int(rng.integers(len(boxes)))
         r0, r1, c0, c1 = boxes[k]
-        rad = radius_px[len(centres)]
         r = int(rng.integers(r0, r1))
         c = int(rng.integers(c0, c1))
         if local[r, c] > thresholds[k]:
@@ -609,6 +608,16 @@ def task_cnn(cnn, method, rng, epochs, seed, context_only=False):
 
 
 # ------------------------------------------------------------------------------ sheets
+def _save(fig, path: Path) -> Path:
+    """Lay out, write (110 dpi) and close one contact sheet."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def sheets(examples, out: Path) -> dict:
     import matplotlib
 
@@ -629,10 +638,7 @@ def sheets(examples, out: Path) -> dict:
                                  "real-nodule insertion in open lung", "demo texture insertion in open lung")):
             axes[i, 0].set_title(lab, fontsize=8, loc="left")
         fig.suptitle("CT, 32 mm crops, lung window −1350/150 HU (row 1: held-out real; rows 2-4: inserted)", fontsize=8)
-        fig.tight_layout()
-        paths["ct"] = out / "realism_ct.png"
-        fig.savefig(paths["ct"], dpi=110)
-        plt.close(fig)
+        paths["ct"] = _save(fig, out / "realism_ct.png")
     # radiographs
     ex = examples["radiograph"]
     if ex:
@@ -655,10 +661,7 @@ def sheets(examples, out: Path) -> dict:
             axes[0, j].set_title(f"{e['name'][:12]}\n{e['mm']:.0f} mm", fontsize=7)
         for i, lab in enumerate(("original", "real-nodule", "demo texture", "real-nodule − original")):
             axes[i, 0].set_ylabel(lab, fontsize=8)
-        fig.tight_layout()
-        paths["radiograph"] = out / "realism_radiograph.png"
-        fig.savefig(paths["radiograph"], dpi=110)
-        plt.close(fig)
+        paths["radiograph"] = _save(fig, out / "realism_radiograph.png")
     # removal
     ex = examples["removal"]
     if ex:
@@ -685,10 +688,7 @@ def sheets(examples, out: Path) -> dict:
                     a.set_title({"demo-texture": "demo-texture (learned)",
                                  "learned-ct-removal": "learned CT removal"}.get(cols[j], cols[j]), fontsize=7)
             axes[i, 0].set_ylabel(name[:14], fontsize=7)
-        fig.tight_layout()
-        paths["removal"] = out / "realism_removal.png"
-        fig.savefig(paths["removal"], dpi=110)
-        plt.close(fig)
+        paths["removal"] = _save(fig, out / "realism_removal.png")
     # CT removal close-up: 12 held-out holes, original / hole / TELEA / NS / learned
     ex = examples.get("removal_ct", [])
     if ex and any(outs.get("learned-ct-removal") is not None for _, _, outs in ex):
@@ -710,10 +710,7 @@ def sheets(examples, out: Path) -> dict:
         for i, lab in enumerate(("original", "hole (+2 px margin)", "TELEA", "Navier-Stokes", "learned")):
             axes[i, 0].set_ylabel(lab, fontsize=7)
         fig.suptitle("CT removal on held-out series: 28 mm crops at 1 mm, lung window −1350/150 HU", fontsize=8)
-        fig.tight_layout()
-        paths["removal_ct"] = out / "realism_removal_ct.png"
-        fig.savefig(paths["removal_ct"], dpi=110)
-        plt.close(fig)
+        paths["removal_ct"] = _save(fig, out / "realism_removal_ct.png")
     return paths
 
 
