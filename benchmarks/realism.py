@@ -541,8 +541,7 @@ def task_cnn(cnn, method, rng, epochs, seed, context_only=False):
     `context_only`: a control — every lesion (mask dilated by 3 px) is blanked to −800 HU in
     both classes, so the CNN sees only the surroundings, crop placement and lesion outline; its
     AUC is what the study design alone gives away."""
-    import torch
-    from torch import nn
+    from lesion_studio.models.realism_classifier import train_realism_classifier
 
     real, fake = cnn["real"], cnn[method]
     x = np.stack([p for p, _, _ in real] + [p for p, _, _ in fake])
@@ -552,44 +551,15 @@ def task_cnn(cnn, method, rng, epochs, seed, context_only=False):
         masks = np.stack([m for _, m, _ in real] + [m for _, m, _ in fake])
         blank = np.stack([ndimage.binary_dilation(m, iterations=3) for m in masks])
         x = np.where(blank, np.float32(-800.0), x)
-    x = (np.clip(x, -1100, 500) + 300) / 800.0
     uniq = np.array(sorted(set(groups)))
     fold_of = dict(zip(uniq, rng.permutation(len(uniq)) % 5))
     folds = np.array([fold_of[g] for g in groups])
     scores = np.zeros(len(y))
     t0 = time.perf_counter()
-    for k in range(5):
-        torch.manual_seed(seed + k)
+    for k in range(5):  # HU clipped to [-1100, 500] inside the classifier
         tr, te = folds != k, folds == k
-        net = nn.Sequential(
-            nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(), nn.Linear(64, 1))
-        opt = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-4)
-        xt = torch.from_numpy(x[tr][:, None]).float()
-        yt = torch.from_numpy(y[tr])
-        pos_w = torch.tensor(float((yt == 0).sum() / max((yt == 1).sum(), 1)))
-        lossf = nn.BCEWithLogitsLoss(pos_weight=pos_w)
-        g = torch.Generator().manual_seed(seed + k)
-        for _ in range(epochs):
-            net.train()
-            perm = torch.randperm(len(xt), generator=g)
-            for b in range(0, len(xt), 64):
-                idx = perm[b : b + 64]
-                xb = xt[idx]
-                if torch.rand(1, generator=g) < 0.5:
-                    xb = xb.flip(-1)
-                if torch.rand(1, generator=g) < 0.5:
-                    xb = xb.flip(-2)
-                xb = torch.rot90(xb, int(torch.randint(0, 4, (1,), generator=g)), dims=(-2, -1))
-                opt.zero_grad()
-                loss = lossf(net(xb)[:, 0], yt[idx])
-                loss.backward()
-                opt.step()
-        net.eval()
-        with torch.no_grad():
-            scores[te] = net(torch.from_numpy(x[te][:, None]).float())[:, 0].numpy()
+        clf = train_realism_classifier(x[tr], y[tr], epochs=epochs, seed=seed + k)
+        scores[te] = clf.logits(x[te])
     point = auc(y, scores)
     boots = []
     idx_by_group = {gname: np.flatnonzero(groups == gname) for gname in uniq}

@@ -125,6 +125,8 @@ class AnnotationController(QObject):
             self.canvas.set_tool_active(settings.tool != "navigate")
             if settings.tool not in ("brush", "eraser"):
                 self.canvas.hide_brush_outline()
+            if settings.tool != "lasso":
+                self._cancel_lasso()
         if names & {"opacity", "contour_only"}:
             self.overlay.contour_only = settings.contour_only
             self._request_refresh(full=True)
@@ -158,12 +160,28 @@ class AnnotationController(QObject):
     # ------------------------------------------------------------------ commands
 
     def undo(self) -> None:
+        self._cancel_lasso()  # an outline drawn before the undo no longer belongs to anything
         if self.doc is not None and self._stroke is None and not self.doc.undo():
             self.message.emit("Nothing to undo")
 
     def redo(self) -> None:
+        self._cancel_lasso()
         if self.doc is not None and self._stroke is None and not self.doc.redo():
             self.message.emit("Nothing to redo")
+
+    def _cancel_lasso(self) -> None:
+        """Drop a lasso outline in progress (its release then fills nothing)."""
+        if self._lasso:
+            self._lasso = []
+            self.canvas.set_lasso([])
+
+    def _drop_stale_selection(self) -> None:
+        """After undo/redo the selected lesion may be gone: select nothing rather than a ghost."""
+        doc = self.doc
+        if doc is not None and doc.selected_id and (
+            doc.lesion_meta(doc.selected_id) is None or doc.lesion(doc.selected_id) is None
+        ):
+            doc.selected_id = 0
 
     def delete_lesion(self, label: int | None = None) -> None:
         if self.doc is None:
@@ -298,7 +316,9 @@ class AnnotationController(QObject):
     # ------------------------------------------------------------------ document → views
 
     def _on_doc_event(self, event: AnnotationEvent) -> None:
-        if event.kind == "pixels":
+        if event.kind == "history":
+            self._drop_stale_selection()
+        elif event.kind == "pixels":
             if event.layer == "image":
                 if event.slice == self.view_state.slice_index:
                     self.view_state.notify_pixels_changed()  # an accepted synthesis or its undo

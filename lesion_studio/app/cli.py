@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, str] = {
     "phantom": "lesion_studio.app.commands.phantom",
     "evaluate": "lesion_studio.app.commands.evaluate",
     "train": "lesion_studio.app.commands.train",
+    "study": "lesion_studio.app.commands.study",
 }
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")

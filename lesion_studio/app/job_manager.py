@@ -159,13 +159,14 @@ class JobContext:
 Task = Callable[[JobContext], Any]
 
 
-def run_training(ctx: JobContext, cpu_threads: int) -> Any:
-    """The training task: `Trainer.run` with events to the console formatter and the UI."""
+def run_training(ctx: JobContext, cpu_threads: int, force: bool = False) -> Any:
+    """The training task: `Trainer.run` with events to the console formatter and the UI
+    (`force`: accept a non-empty run folder lesion-studio did not make, as `train --force`)."""
     from lesion_studio.models.config import TrainConfig
     from lesion_studio.models.trainer import Trainer
 
     config = TrainConfig.from_dict(ctx.config)
-    if config.run.num_threads == 0 and config.run.device != "cuda":
+    if config.run.num_threads in (0, None) and config.run.device != "cuda":
         config.run.num_threads = cpu_threads
     console = ConsoleProgress(stream=_LineStream(ctx.log))
 
@@ -177,7 +178,7 @@ def run_training(ctx: JobContext, cpu_threads: int) -> Any:
 
     if ctx.resume_from:
         ctx.log(f"resuming from {ctx.resume_from}")
-    return Trainer(config, callback=callback, cancel=ctx.cancel_token).run(resume=ctx.resume_from)
+    return Trainer(config, callback=callback, cancel=ctx.cancel_token, force=force).run(resume=ctx.resume_from)
 
 
 class _Worker(QThread):
@@ -274,8 +275,9 @@ class JobManager(QObject):
         return self._logs[job_id]
 
     # ------------------------------------------------------------------ submitting
-    def submit_training(self, config: Any, title: str | None = None) -> JobRecord:
-        """Queue a training of `config` (a `TrainConfig`); returns its record."""
+    def submit_training(self, config: Any, title: str | None = None, *, force: bool = False) -> JobRecord:
+        """Queue a training of `config` (a `TrainConfig`); returns its record. `force` claims a
+        non-empty run folder lesion-studio did not make (`lesion-studio train --force`)."""
         from lesion_studio.core.device import cuda_available
 
         device = config.run.device
@@ -286,7 +288,7 @@ class JobManager(QObject):
             resource=resource, config=config.to_dict(), out_dir=config.run.out_dir,
             total_steps=config.run.steps,
         )
-        return self._add(record, lambda ctx: run_training(ctx, self.cpu_threads))
+        return self._add(record, lambda ctx: run_training(ctx, self.cpu_threads, force))
 
     def submit_task(self, kind: JobKind, title: str, task: Task, *, resource: Resource = Resource.CPU,
                     config: dict[str, Any] | None = None, out_dir: str = "") -> JobRecord:
@@ -470,6 +472,10 @@ class JobManager(QObject):
             metrics.add("step", event.step, step_row(event))
         elif isinstance(event, ValidationEvent):
             metrics.add("val", event.step, event.metrics)
+            if event.criterion:  # the dashboard shows what picks the best checkpoint, and where
+                record.selection = {**record.selection, "criterion": event.criterion}
+                if event.is_best:
+                    record.selection.update(best_step=event.step, best_value=event.metrics.get(event.criterion))
         elif isinstance(event, CheckpointEvent):
             if event.reason == "best":
                 record.best_checkpoint = event.path
@@ -481,6 +487,8 @@ class JobManager(QObject):
             record.checkpoint, record.checkpoint_step = event.checkpoint, event.step
             record.best_checkpoint = event.best_checkpoint
             record.best_metrics = dict(event.best_metrics)
+            if event.selection:
+                record.selection = dict(event.selection)
             save = True
         if save:
             self._save()

@@ -8,6 +8,12 @@ then runs the window's own `closeEvent`, and only if that accepts cancels the jo
 
 UI updates are coalesced: job changes, log lines and samples are collected and applied by one
 timer tick (`flush_interval_ms`), so a fast training stream never stalls the event loop.
+
+Before a training, experiment or batch export is queued its output folder gets the checks the
+job will make (`core.output_folder.preflight_output_folder`): a refused folder shows its reason;
+one that only `--force` accepts on the command line (non-empty, not lesion-studio's) offers
+"Use this folder anyway" (`ask_use_folder_anyway`, replaceable by tests), which starts the job
+with force. A system folder or one another run holds offers nothing.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from PySide6.QtWidgets import (
 from lesion_studio.app.job_manager import JobManager
 from lesion_studio.core.errors import LesionStudioError
 from lesion_studio.core.jobs import JobKind, JobRecord, JobState
+from lesion_studio.core.output_folder import FolderInUseError, OutputFolderRefused, preflight_output_folder
 from lesion_studio.models.progress import SampleEvent, StepEvent
 from lesion_studio.widgets.jobs_panel import JobsPanel
 from lesion_studio.widgets.new_training_dialog import NewTrainingDialog
@@ -143,8 +150,15 @@ class JobsUi(QObject):
             dialog.deleteLater()
         return self.start_training(config)
 
-    def start_training(self, config: Any, title: str | None = None) -> JobRecord:
-        record = self.manager.submit_training(config, title)
+    def start_training(self, config: Any, title: str | None = None, *,
+                       force: bool | None = None) -> JobRecord | None:
+        """Queue a training of `config`; None when its run folder is refused (the reason shown).
+        `force=None` checks the folder first and asks where `--force` would help."""
+        if force is None:
+            force = self.folder_force(config.run.out_dir, kind="train", key="run.out_dir")
+            if force is None:
+                return None
+        record = self.manager.submit_training(config, title, force=force)
         self.show_dock()
         self.panel.select(record.id)
         return record
@@ -158,12 +172,17 @@ class JobsUi(QObject):
         path = self.ask_open_path("Experiment config", "Experiment (*.toml)")
         return self.start_evaluation(path) if path else None
 
-    def start_evaluation(self, config_path: str | Path) -> JobRecord:
-        """Queue `lesion-studio evaluate CONFIG` as a job (the same engine, cancellable)."""
+    def start_evaluation(self, config_path: str | Path, *, force: bool | None = None) -> JobRecord | None:
+        """Queue `lesion-studio evaluate CONFIG` as a job (the same engine, cancellable); None
+        when its results folder is refused (see `start_training` for `force`)."""
         from lesion_studio.app.task_jobs import evaluate_task
 
+        if force is None:
+            force = self._config_folder_force(config_path, "evaluate")
+            if force is None:
+                return None
         record = self.manager.submit_task(
-            JobKind.EVALUATE, f"evaluate {Path(config_path).name}", evaluate_task(config_path),
+            JobKind.EVALUATE, f"evaluate {Path(config_path).name}", evaluate_task(config_path, force),
             config={"config_path": str(config_path)},
         )
         self.show_dock()
@@ -174,17 +193,75 @@ class JobsUi(QObject):
         path = self.ask_open_path("Batch export config", "Batch export (*.toml)")
         return self.start_export(path) if path else None
 
-    def start_export(self, config_path: str | Path, device: str = "cpu") -> JobRecord:
-        """Queue `lesion-studio batch CONFIG` as a job; a cancelled export resumes when re-run."""
+    def start_export(self, config_path: str | Path, device: str = "cpu", *,
+                     force: bool | None = None) -> JobRecord | None:
+        """Queue `lesion-studio batch CONFIG` as a job; a cancelled export resumes when re-run.
+        None when its output folder is refused (see `start_training` for `force`)."""
         from lesion_studio.app.task_jobs import batch_export_task
 
+        if force is None:
+            force = self._config_folder_force(config_path, "batch")
+            if force is None:
+                return None
         record = self.manager.submit_task(
-            JobKind.EXPORT, f"export {Path(config_path).name}", batch_export_task(config_path, device),
+            JobKind.EXPORT, f"export {Path(config_path).name}", batch_export_task(config_path, device, force),
             config={"config_path": str(config_path)},
         )
         self.show_dock()
         self.panel.select(record.id)
         return record
+
+    # ------------------------------------------------------------------ output folders
+    def folder_force(self, folder: str | Path, *, kind: str, key: str) -> bool | None:
+        """May a `kind` job write into `folder`? False: yes, as it is; True: only with force, and
+        the person chose "Use this folder anyway"; None: no (the reason was shown, or declined)."""
+        try:
+            preflight_output_folder(folder, kind=kind, key=key)
+            return False
+        except (OutputFolderRefused, FolderInUseError) as exc:
+            refusal: Exception = exc
+        except OSError as exc:  # an unreadable folder: say so, start nothing
+            self.show_error("Cannot use this folder", f"{folder}: {exc}")
+            return None
+        if not getattr(refusal, "overridable", False):
+            self.show_error("Cannot use this folder", str(refusal))
+            return None
+        if not self.ask_use_folder_anyway("Use this folder?", str(refusal)):
+            return None
+        try:  # checked again with force: the folder may have been taken meanwhile
+            preflight_output_folder(folder, kind=kind, key=key, force=True)
+        except (OutputFolderRefused, FolderInUseError, OSError) as exc:
+            self.show_error("Cannot use this folder", str(exc))
+            return None
+        return True
+
+    def _config_folder_force(self, config_path: str | Path, kind: str) -> bool | None:
+        """`folder_force` for the output folder an experiment ("evaluate") or batch config names.
+        A config that does not load is left to the job, which fails with its reason."""
+        try:
+            if kind == "evaluate":
+                from lesion_studio.models.experiments import load_experiment_config
+
+                folder, key = load_experiment_config(config_path).out_dir, "experiment.out_dir"
+            else:
+                from lesion_studio.core.export.config import load_batch_config
+
+                folder, key = load_batch_config(config_path).output_dir, "output.dir"
+        except (LesionStudioError, OSError, ValueError):
+            return False
+        return self.folder_force(folder, kind=kind, key=key)
+
+    def ask_use_folder_anyway(self, title: str, text: str) -> bool:
+        """A folder only `--force` accepts: True when the person chooses to use it (tests replace this)."""
+        box = QMessageBox(QMessageBox.Icon.Warning, title,
+                          f"{text}\n\nFiles already in the folder stay, unless the job writes a file of the "
+                          "same name; lesion-studio marks the folder as its own.", QMessageBox.StandardButton.NoButton,
+                          self.window)
+        anyway = box.addButton("Use this folder anyway", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        return box.clickedButton() is anyway
 
     def open_results(self) -> QWidget | None:
         """Open an experiment's results.json in the experiment dashboard (a separate window)."""
@@ -277,6 +354,7 @@ class JobsUi(QObject):
         self.dashboard.set_progress(record.step, record.total_steps, self._it_per_s.get(record.id),
                                     record.eta_s, record.running_elapsed_s(),
                                     phase=record.phase if running else "", running=running)
+        self.dashboard.set_selection(record.selection)
 
     def tick(self) -> None:
         """Once a second: elapsed times of running jobs in the table and on the shown view."""

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QSplitter,
     QScrollArea,
+    QSizePolicy,
     QStackedWidget,
     QTabWidget,
     QToolBar,
@@ -122,6 +123,9 @@ class MainWindow(QMainWindow):
             self.state, self.tools, self.canvas, self.synthesis_panel, lambda: self.annotations.doc, device, self
         )
         self.synthesis.message.connect(lambda text: self.statusBar().showMessage(text, 6000))
+        # The side tab and the tool are one state (ToolSettings.panel): each follows the other.
+        self.side_tabs.currentChanged.connect(self._on_side_tab_changed)
+        self.tools.changed.connect(self._on_tool_panel_changed)
         self.synthesis_panel.addModelRequested.connect(self.add_checkpoint_dialog)
         self.synthesis_panel.loadBankRequested.connect(self.load_bank_dialog)
         self._build_actions()
@@ -147,6 +151,9 @@ class MainWindow(QMainWindow):
         from lesion_studio.app.jobs_ui import install_jobs_ui
 
         self.jobs_ui = install_jobs_ui(self)  # Jobs menu and dock; asks before closing with running jobs
+        from lesion_studio.app.reader_controller import install_reader_study_ui
+
+        self.reader_study_ui = install_reader_study_ui(self)  # Tools ▸ Reader study
 
     # ------------------------------------------------------------------ construction
 
@@ -190,12 +197,13 @@ class MainWindow(QMainWindow):
         synth_layout.addWidget(self.synthesis_panel)
         synth_layout.addStretch(1)
         self.side_tabs = QTabWidget()
+        self.panel_tabs: dict[str, int] = {}  # ToolSettings.panel -> tab index
         for widget, title in ((annotate_tab, "Annotate"), (synth_tab, "Synthesize")):
             scroll = QScrollArea()
             scroll.setWidget(widget)
             scroll.setWidgetResizable(True)
             scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-            self.side_tabs.addTab(scroll, title)
+            self.panel_tabs[title.lower()] = self.side_tabs.addTab(scroll, title)
         side = self.side_tabs
         side.setMinimumWidth(340)  # the Synthesize panel fits without horizontal scrolling
         side.setMaximumWidth(440)
@@ -209,6 +217,7 @@ class MainWindow(QMainWindow):
         self.pages = QStackedWidget()
         self.pages.addWidget(self.start_page)
         self.pages.addWidget(self.viewer_page)
+        self.pages.currentChanged.connect(self._on_page_changed)
         self.setCentralWidget(self.pages)
 
     def _action(self, text: str, icon: str | None, slot, shortcut=None, tip: str | None = None) -> QAction:
@@ -292,7 +301,7 @@ class MainWindow(QMainWindow):
         edit_menu = self.menuBar().addMenu("&Edit")
         for action in (self.undo_action, self.redo_action, self.delete_lesion_action):
             edit_menu.addAction(action)
-        tools_menu = self.menuBar().addMenu("&Tools")
+        self.tools_menu = tools_menu = self.menuBar().addMenu("&Tools")
         for action in self.tool_actions.values():
             tools_menu.addAction(action)
         tools_menu.addSeparator()
@@ -348,6 +357,12 @@ class MainWindow(QMainWindow):
 
     def show_viewer(self) -> None:
         self.pages.setCurrentWidget(self.viewer_page)
+
+    def _on_page_changed(self, _index: int) -> None:
+        """A hidden start page must not lend the viewer its minimum height (a stack takes the
+        largest of its pages'): at 768 px the jobs dock could not grow past 300 px."""
+        policy = QSizePolicy.Policy.Preferred if self.pages.currentWidget() is self.start_page else QSizePolicy.Policy.Ignored
+        self.start_page.setSizePolicy(policy, policy)
 
     def _refresh_recent(self) -> None:
         entries = self.recent.entries()
@@ -683,16 +698,18 @@ class MainWindow(QMainWindow):
             self.synthesis.reject()
 
     def toggle_overlays(self) -> None:
-        """H: masks and the synthesis preview's outline, crop box and split line together."""
+        """H: masks and the synthesis preview's outline, crop box and split line together (the
+        synthesis controller follows the masks' visibility)."""
         self.annotations.toggle_overlays()
-        settings = self.tools.settings
-        visible = settings.show_labels or settings.show_location
-        syn = self.synthesis
-        if not visible:
-            for item in (syn.outline, syn.crop_rect, syn.split_line):
-                item.setVisible(False)
-        elif syn.preview is not None:
-            syn.set_showing_before(syn.showing_before)  # redraws the preview's outlines
+
+    def _on_side_tab_changed(self, index: int) -> None:
+        panel = next((name for name, i in self.panel_tabs.items() if i == index), None)
+        if panel is not None:
+            self.tools.update(panel=panel)
+
+    def _on_tool_panel_changed(self, names: set[str]) -> None:
+        if "panel" in names:
+            self.side_tabs.setCurrentIndex(self.panel_tabs[self.tools.settings.panel])
 
     def _toggle_before_after(self) -> None:
         if self.synthesis.preview is not None:

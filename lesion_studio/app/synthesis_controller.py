@@ -5,6 +5,10 @@ drawn lesion); with the "place" tool the modulated outline follows the cursor at
 click builds a `SynthesisRequest` and the loaded synthesizer runs it on a worker thread (latest
 request wins); the result is shown instead of the plane (before/after, split view, variants);
 Accept writes pixels and mask into the annotation document as one undo step.
+
+What the panel and canvas show follows the state, not the last event: the hint derives from the
+mode, the tool, the model and the preview (`_hint`); a mode switch drops a preview of the other
+mode; the preview's outlines are shown with the masks (H hides both).
 """
 
 from __future__ import annotations
@@ -17,21 +21,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QCoreApplication, QObject, QPointF, Qt, Signal
+from PySide6.QtCore import QCoreApplication, QObject, QPointF, Signal
 from PySide6.QtGui import QPainterPath
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsRectItem
 
 from lesion_studio.app.preview_worker import LatestWinsWorker
 from lesion_studio.app.torch_runtime import ensure_torch_imported
-from lesion_studio.core.annotation import AnnotationDocument, LesionMeta
+from lesion_studio.core.annotation import LesionMeta
 from lesion_studio.core.builtin_shapes import builtin_shapes
 from lesion_studio.core.errors import LesionStudioError
 from lesion_studio.core.hashing import sha256_file
 from lesion_studio.core.mask_bank import MaskBank
-from lesion_studio.core.model_catalog import ModelInfo, scan_models
+from lesion_studio.core.model_catalog import PAIR_FAMILIES, SHAPE_FAMILIES, ModelInfo, scan_models
 from lesion_studio.core.shape_choice import centred_origin, footprint
 from lesion_studio.core.synthesis_plan import DEFAULT_FEATHER_PX, Blending, MaskSource, SynthesisRequest
-from lesion_studio.core.tool_state import ToolState
+from lesion_studio.core.tool_state import ToolState, synthesis_hint
 from lesion_studio.core.view_state import ViewState
 from lesion_studio.widgets.image_canvas import ImageCanvas
 from lesion_studio.widgets.synthesis_panel import SynthesisPanel
@@ -43,6 +47,9 @@ N_SHAPES = 8
 DEFAULT_DIAMETER_MM = 10.0
 DEFAULT_DIAMETER_PX = 24.0
 HOLE_FEATHER_PX = DEFAULT_FEATHER_PX
+
+#: Checkpoints that draw samples rather than fill a hole: never in the method list.
+SAMPLER_FAMILIES = SHAPE_FAMILIES + PAIR_FAMILIES
 
 
 class ModelCache:
@@ -165,6 +172,7 @@ class SynthesisController(QObject):
 
         panel.modelChosen.connect(self.choose_model)
         panel.modeChosen.connect(self.set_mode)
+        panel.placeToggled.connect(lambda on: self.tools.update(tool="place" if on else "navigate"))
         panel.shapeSourceChosen.connect(self.set_shape_source)
         panel.rerollRequested.connect(self.reroll)
         panel.shapeChosen.connect(self.choose_shape)
@@ -180,12 +188,14 @@ class SynthesisController(QObject):
         panel.rejectRequested.connect(self.reject)
         canvas.toolClicked.connect(self._on_click)
         canvas.cursorMoved.connect(self._on_cursor)
-        canvas.cursorLeft.connect(lambda: self.outline.setVisible(self.preview is not None))
+        canvas.cursorLeft.connect(self._show_preview_feedback)
         view_state.changed.connect(self._on_view_changed)
         tools.changed.connect(self._on_tools_changed)
 
         self.refresh_models()
         self.set_shape_source("builtin")
+        self.panel.show_placing(self._placing())
+        self.refresh_hint()
 
     # ------------------------------------------------------------------ models
 
@@ -195,7 +205,7 @@ class SynthesisController(QObject):
         if not current:
             first = next((m for m in self.catalog if m.serves(self.mode)), None)
             current = str(first.stem) if first else ""
-        self.panel.set_models([m for m in self.catalog if m.family != "shape"], current)
+        self.panel.set_models([m for m in self.catalog if m.family not in SAMPLER_FAMILIES], current)
         self.choose_model(current)
 
     def add_checkpoint(self, path: str | Path) -> bool:
@@ -213,7 +223,7 @@ class SynthesisController(QObject):
             return False
         if all(m.stem != info.stem for m in self.catalog):
             self.catalog.append(info)
-        self.panel.set_models([m for m in self.catalog if m.family != "shape"], str(info.stem))
+        self.panel.set_models([m for m in self.catalog if m.family not in SAMPLER_FAMILIES], str(info.stem))
         self.choose_model(str(info.stem))
         return True
 
@@ -228,20 +238,40 @@ class SynthesisController(QObject):
             )
         else:
             self.panel.show_model_info(self.model.summary())
+        self.refresh_hint()
 
     def shape_model(self) -> ModelInfo | None:
-        return next((m for m in self.catalog if m.family == "shape" and not m.problem), None)
+        return next((m for m in self.catalog if m.family in SHAPE_FAMILIES and not m.problem), None)
 
     def set_mode(self, mode: str) -> None:
+        """Switch inpaint / remove / outpaint; the model, preview, outline and hint follow."""
         self.mode = mode
         self.panel.show_mode(mode)
+        if self.preview is not None and self.preview.results[0].plan.request.mode != mode:
+            self._drop_preview()  # Accept would apply the other mode
+        self._show_preview_feedback()  # the inpaint cursor outline is not the other modes'
         if self.model is None or not self.model.serves(mode):
             match = next((m for m in self.catalog if m.serves(mode)), None)
             if match is not None:
-                self.panel.set_models([m for m in self.catalog if m.family != "shape"], str(match.stem))
+                self.panel.set_models([m for m in self.catalog if m.family not in SAMPLER_FAMILIES], str(match.stem))
                 self.choose_model(str(match.stem))
                 return
         self.choose_model(str(self.model.stem) if self.model else "")
+
+    def _hint(self) -> str:
+        """What to do next, from the current model, mode, tool and preview."""
+        if self.model is None:
+            return "No model loaded: add a checkpoint (+) to preview synthetic lesions."
+        if not self.model.serves(self.mode):
+            return f"{self.model.name} cannot {self.mode}: choose a {self.mode} model."
+        if self.preview is not None:
+            n = len(self.preview.results)
+            return f"Preview ready ({n} variant{'s' if n > 1 else ''}): Accept or Reject."
+        return synthesis_hint(self.mode, self.tools.settings.tool)
+
+    def refresh_hint(self) -> None:
+        """Show the hint for the current state (after any change of mode, tool, model, preview)."""
+        self.panel.show_status(self._hint())
 
     # ------------------------------------------------------------------ shapes
 
@@ -350,7 +380,7 @@ class SynthesisController(QObject):
         image = self.view_state.image
         if image is not None and image.plane_spacing_mm is not None:
             return "mm", ""
-        return "px", "This image has no pixel spacing: the diameter is in pixels."
+        return "px", "This image has no pixel spacing: sizes in px."
 
     def set_size(self, diameter: float, rotation_deg: float = 0.0, flip_vertical: bool = False, flip_horizontal: bool = False) -> None:
         self.diameter = float(diameter)
@@ -396,8 +426,19 @@ class SynthesisController(QObject):
         return self.tools.settings.tool == "place"
 
     def _on_tools_changed(self, names: set[str]) -> None:
-        if "tool" in names and not self._placing() and self.preview is None:
-            self.outline.setVisible(False)
+        if "tool" in names:
+            self.panel.show_placing(self._placing())
+            self.refresh_hint()
+        if names & {"tool", "show_labels"}:
+            self._show_preview_feedback()
+
+    def _show_preview_feedback(self) -> None:
+        """The preview's outline, crop box and split line are shown with the lesion masks (H
+        hides them together); without a preview the cursor outline waits for the next move."""
+        shown = self.preview is not None and self.tools.settings.show_labels
+        self.crop_rect.setVisible(shown)
+        self.outline.setVisible(shown and not self.showing_before)
+        self.split_line.setVisible(shown and self.split_view and not self.showing_before)
 
     def _on_cursor(self, row: float, col: float) -> None:
         if not self._placing() or self.preview is not None or self.mode != "inpaint":
@@ -420,6 +461,7 @@ class SynthesisController(QObject):
         if kind in ("image", "slice"):
             self._drop_preview()
             self._show_size()
+            self.refresh_hint()  # no "Preview ready" left from the previous image or slice
             if kind == "image":
                 self._footprint_cache = None
 
@@ -498,18 +540,18 @@ class SynthesisController(QObject):
         if not self.model.serves(self.mode):
             self.panel.show_status(f"{self.model.name} cannot {self.mode}: choose a {self.mode} model.")
             return None
-        self._ensure_runtime()
         slice_index = self.view_state.slice_index
         r, c = int(round(centre_rc[0])), int(round(centre_rc[1]))
         h, w = image.plane_shape
         if not (0 <= r < h and 0 <= c < w):
             return None
         if self.mode in ("remove", "outpaint") and doc.lesion_at(slice_index, r, c) == 0:
-            self.panel.show_status(f"Click on a lesion to {self.mode} it.")
+            self.panel.show_status(f"No lesion here: {synthesis_hint(self.mode, 'place').lower()}")
             return None
         if self.mode == "inpaint" and self.only_in_location and not doc.plane(slice_index, "location")[r, c]:
             self.panel.show_status("Outside the location map: placing is limited to it.")
             return None
+        self._ensure_runtime()
         try:
             requests, kwargs = self.build_requests(centre_rc, [self.seed + k for k in range(n_variants)],
                                                    vary_shape=n_variants > 1)
@@ -553,8 +595,9 @@ class SynthesisController(QObject):
     def _on_preview_done(self, request_id: int, payload) -> None:
         results, model_hash = payload
         slice_index, plane, lesion_mask, model = self._pending
-        if slice_index != self.view_state.slice_index:
-            return  # the user moved on; a stale preview is never shown
+        if slice_index != self.view_state.slice_index or results[0].plan.request.mode != self.mode:
+            self.refresh_hint()
+            return  # the user moved on (another slice or mode); a stale preview is never shown
         self.preview = Preview(
             request_ids=(request_id,), results=list(results), slice_index=slice_index, original=plane,
             lesion_mask_before=np.zeros(plane.shape, bool) if lesion_mask is None else lesion_mask,
@@ -569,7 +612,7 @@ class SynthesisController(QObject):
             thumbs.append(result.image[r0 : r0 + ctx.height, c0 : c0 + ctx.width])
         self.panel.show_variants(thumbs if len(results) > 1 else [], 0)
         self.panel.set_preview_available(True)
-        self.panel.show_status(f"Preview ready ({len(results)} variant{'s' if len(results) > 1 else ''}): Accept or Reject.")
+        self.refresh_hint()
         self._render_preview()
         self.previewShown.emit()
 
@@ -630,18 +673,16 @@ class SynthesisController(QObject):
         self.canvas.show_plane(self.displayed_plane(), levels, image.plane_spacing_mm)
         ctx = result.box
         self.crop_rect.setRect(ctx.col0, ctx.row0, ctx.width, ctx.height)
-        self.crop_rect.setVisible(True)
         new_mask = result.plan.footprint
         self.outline.setPath(_contour_path(new_mask))
         self.outline.setPos(result.plan.footprint_origin[1], result.plan.footprint_origin[0])
-        self.outline.setVisible(not self.showing_before)
         if self.split_view and not self.showing_before:
             x = ctx.col0 + ctx.width // 2
             path = QPainterPath()
             path.moveTo(x, 0)
             path.lineTo(x, image.plane_shape[0])
             self.split_line.setPath(path)
-        self.split_line.setVisible(self.split_view and not self.showing_before)
+        self._show_preview_feedback()
 
     def _drop_preview(self) -> None:
         self.worker.cancel_pending()
@@ -657,7 +698,7 @@ class SynthesisController(QObject):
 
     def reject(self) -> None:
         self._drop_preview()
-        self.panel.show_status("Preview discarded.")
+        self.panel.show_status("Preview discarded. " + self._hint())
 
     def accept(self) -> int:
         """Apply the preview to the working copy and the masks as one undo step."""

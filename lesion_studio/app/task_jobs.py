@@ -1,5 +1,6 @@
 """Evaluate and export jobs for the GUI job manager: the same engines the headless
-`lesion-studio evaluate` and `lesion-studio batch` commands run, as cancellable tasks."""
+`lesion-studio evaluate` and `lesion-studio batch` commands run, as cancellable tasks.
+`force=True` is the commands' `--force` (claim a non-empty folder lesion-studio did not make)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from lesion_studio.app.job_manager import JobContext
 
 
-def evaluate_task(config_path: str | Path):
+def evaluate_task(config_path: str | Path, force: bool = False):
     """A job task running the downstream experiment of `config_path` (resumes finished folds)."""
 
     def task(ctx: JobContext) -> None:
@@ -26,7 +27,7 @@ def evaluate_task(config_path: str | Path):
             ctx.progress(event.done_units, event.total_units)
 
         try:
-            run_experiment(config, progress=progress, cancel=lambda: ctx.cancelled)
+            run_experiment(config, progress=progress, cancel=lambda: ctx.cancelled, force=force)
         except ExperimentCancelled:
             ctx.log("cancelled: finished folds are kept and skipped when the job runs again")
             return
@@ -35,7 +36,7 @@ def evaluate_task(config_path: str | Path):
     return task
 
 
-def batch_export_task(config_path: str | Path, device: str = "cpu"):
+def batch_export_task(config_path: str | Path, device: str = "cpu", force: bool = False):
     """A job task running the batch export of `config_path`; every output is atomic, so a
     cancelled export resumes where it stopped when run again."""
 
@@ -49,7 +50,7 @@ def batch_export_task(config_path: str | Path, device: str = "cpu"):
         log = _LogWriter(ctx)
         try:
             result = run_batch(config, device=device, show_progress=False, stdout=log, log=log,
-                               progress=ctx.progress, cancel=lambda: ctx.cancelled)
+                               progress=ctx.progress, cancel=lambda: ctx.cancelled, force=force)
         except BatchCancelled as exc:
             ctx.log(f"{exc}: finished images are kept; running the job again completes the set")
             return

@@ -86,6 +86,7 @@ class JobRecord:
     checkpoint_step: int = 0
     best_checkpoint: str | None = None
     best_metrics: dict[str, float] = field(default_factory=dict)
+    selection: dict[str, Any] = field(default_factory=dict)  # criterion, best_step, best_value (models/selection.py)
     error: str | None = None  # the reason a person can act on
     error_type: str | None = None  # e.g. "ConfigError", "OutOfMemoryError"
     hint: str | None = None  # what to try (CUDA out of memory: a smaller batch ...)

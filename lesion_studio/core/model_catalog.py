@@ -22,12 +22,20 @@ MODES_BY_FAMILY: dict[str, tuple[str, ...]] = {
     "pix2pix": ("inpaint",),
     "outpaint": ("outpaint",),
     "shape": (),
+    "stylegan2-mask": (),
+    "stylegan2-joint": (),
+    "stylegan2-cond": (),
     "auto-fill": ("remove",),
     "texture-fill": ("remove",),
     "telea": ("remove",),
     "navier-stokes": ("remove",),
     "real-nodule": ("inpaint",),
 }
+#: Families that draw lesion shapes (P3's DCGAN, P4's M-SG): the shape picker's "generator" source.
+SHAPE_FAMILIES: tuple[str, ...] = ("shape", "stylegan2-mask")
+#: Families that draw whole image + mask pairs (P4's B-SG; C-SG, conditioned on M-SG masks):
+#: training data for the downstream experiments, no preview mode.
+PAIR_FAMILIES: tuple[str, ...] = ("stylegan2-joint", "stylegan2-cond")
 #: Classical methods, always listed first: (family, description).
 CLASSICAL_MODELS: tuple[tuple[str, str], ...] = (
     ("real-nodule", "Real LIDC-IDRI CT nodules (bundled library, never the benchmark's held-out "
@@ -68,6 +76,7 @@ class ModelInfo:
     modes_served: tuple[str, ...] | None = None
     classical: bool = False
     problem: str = ""  # non-empty: the sidecar is unusable (listed greyed out with this reason)
+    selection: dict = field(default_factory=dict)  # how this checkpoint was chosen (models/selection.py)
 
     @property
     def name(self) -> str:
@@ -103,9 +112,33 @@ class ModelInfo:
             f"training data: {fingerprint}",
             f"validation: {metrics}",
         ]
+        chosen = self.selection_line()
+        if chosen:
+            lines.append(chosen)
         if self.description:
             lines.append(self.description)
         return "\n".join(lines)
+
+    def selection_line(self) -> str:
+        """Which criterion picked this checkpoint, its value and the runner-up ("" when none
+        was recorded, e.g. a periodic or final checkpoint, or one from before issue 14)."""
+        sel = self.selection
+        criterion = sel.get("criterion")
+        if not isinstance(criterion, str) or not criterion:
+            return ""
+
+        def number(value: object) -> str:
+            return f"{value:.4g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "n/a"
+
+        text = (f"selected by {criterion} ({sel.get('better', '?')} is better): {number(sel.get('best_value'))} "
+                f"at step {sel.get('best_step', '?')}")
+        runner = sel.get("runner_up")
+        if isinstance(runner, dict):
+            text += f"; runner-up step {runner.get('step', '?')}: {number(runner.get('value'))}"
+        note = sel.get("note")
+        if isinstance(note, str) and note:
+            text += f" ({note})"
+        return text
 
 
 def builtin_models_dir() -> Path:
@@ -169,6 +202,7 @@ def read_model_info(json_path: Path, builtin: bool = False) -> ModelInfo | None:
         metrics=metrics,
         builtin=builtin,
         description=str(meta.get("description", "") or ""),
+        selection=dict(meta["selection"]) if isinstance(meta.get("selection"), dict) else {},
     )
 
 

@@ -9,6 +9,11 @@ Rules (see docs/security.md, "Output folders, locks and checkpoints"):
 - one run at a time: `FolderLock` takes an exclusive `flock` on `.lesion-studio.lock`; a
   second run fails at once with "in use by PID N since ...". The kernel releases the lock
   when the process exits, even on SIGKILL, so a killed run never leaves the folder locked.
+
+Refusals are typed so a caller can offer what the CLI's `--force` offers without reading
+message text: `OutputFolderRefused.overridable` is True exactly when `force=True` would accept
+the folder; `FolderInUseError` is never overridable. `preflight_output_folder` runs every check
+(the lock too) without writing anything, for the GUI to ask before it starts a job.
 """
 
 from __future__ import annotations
@@ -37,7 +42,22 @@ OWN_NAMES = (MARKER, LOCK_FILE)
 
 
 class FolderInUseError(LesionStudioError):
-    """Another process holds the output/run folder's lock."""
+    """Another process holds the output/run folder's lock (no `force` overrides that)."""
+
+    overridable = False
+
+
+class OutputFolderRefused(ConfigError):
+    """An output/run folder that may not be used as it is.
+
+    `overridable`: True when `force` (CLI `--force`) would accept it (an existing non-empty
+    folder lesion-studio does not own, or owns for another kind of output); False for a
+    system, home, Python-installation or git folder, or a path that is not a folder.
+    """
+
+    def __init__(self, reason: str, path: str | Path | None = None, *, overridable: bool = False) -> None:
+        super().__init__(reason, path)
+        self.overridable = overridable
 
 
 def _refused_reason(folder: Path) -> str | None:
@@ -62,33 +82,34 @@ def _refused_reason(folder: Path) -> str | None:
 def check_output_folder(folder: str | Path, *, kind: str, force: bool = False, key: str = "output folder") -> Path:
     """Validate `folder` for a `kind` ("batch", "train" or "evaluate") run; returns it resolved.
 
-    `ConfigError` naming `key` and the folder: a system/home/git folder (always), or an
-    existing non-empty folder that lesion-studio does not own (unless `force`).
+    `OutputFolderRefused` (a `ConfigError`) naming `key` and the folder: a system/home/git
+    folder (always), or an existing non-empty folder that lesion-studio does not own (unless
+    `force`; only this refusal is `overridable`).
     Nothing is written here; `claim_output_folder` writes the marker.
     """
     raw = Path(folder).expanduser()
     resolved = raw.resolve()
     reason = _refused_reason(resolved)
     if reason is not None:
-        raise ConfigError(f"{key}: refusing to write into {resolved} ({raw} as given): {reason}", resolved)
+        raise OutputFolderRefused(f"{key}: refusing to write into {resolved} ({raw} as given): {reason}", resolved)
     if resolved.exists() and not resolved.is_dir():
-        raise ConfigError(f"{key}: {resolved} exists and is not a folder", resolved)
+        raise OutputFolderRefused(f"{key}: {resolved} exists and is not a folder", resolved)
     if force or not resolved.is_dir():
         return resolved
     owner = read_marker(resolved)
     if owner is not None:
         if owner.get("kind") != kind:
-            raise ConfigError(
+            raise OutputFolderRefused(
                 f"{key}: {resolved} is a lesion-studio {owner.get('kind')!r} folder, not a {kind!r} one; "
-                "choose another folder (or pass --force to reuse it)", resolved)
+                "choose another folder (or pass --force to reuse it)", resolved, overridable=True)
         return resolved
     foreign = sorted(p.name for p in resolved.iterdir() if p.name not in OWN_NAMES)
     if foreign:
         shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-        raise ConfigError(
+        raise OutputFolderRefused(
             f"{key}: {resolved} is not empty ({len(foreign)} entries: {shown}) and was not made by "
             f"lesion-studio (no {MARKER}); choose an empty or new folder, or pass --force to use it anyway",
-            resolved)
+            resolved, overridable=True)
     return resolved
 
 
@@ -143,11 +164,7 @@ class FolderLock:
         except OSError:
             holder = _read_holder(fd)
             os.close(fd)
-            raise FolderInUseError(
-                f"in use by PID {holder.get('pid', '?')} since {holder.get('since', '?')}"
-                f"{' on ' + holder['host'] if holder.get('host') else ''} (another lesion-studio "
-                f"{holder.get('what', 'run')}); wait for it to finish or choose another folder", self.folder,
-            ) from None
+            raise _in_use(self.folder, holder) from None
         info = {"pid": os.getpid(), "since": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
                 "host": socket.gethostname(), "what": self.what}
         os.ftruncate(fd, 0)
@@ -174,6 +191,40 @@ class FolderLock:
         self.release()
 
 
+def _in_use(folder: Path, holder: dict) -> FolderInUseError:
+    return FolderInUseError(
+        f"in use by PID {holder.get('pid', '?')} since {holder.get('since', '?')}"
+        f"{' on ' + holder['host'] if holder.get('host') else ''} (another lesion-studio "
+        f"{holder.get('what', 'run')}); wait for it to finish or choose another folder", folder)
+
+
+def lock_holder(folder: str | Path) -> dict | None:
+    """Who holds `folder`'s lock (pid, since, host, what), or None when nobody does.
+
+    Creates nothing: a folder without a lock file is not locked. The probe takes the lock for
+    an instant when it is free, so call it to inform a person, never instead of `FolderLock`.
+    """
+    path = Path(folder) / LOCK_FILE
+    fd = None
+    for flags in (os.O_RDWR, os.O_RDONLY):  # read-only when the file is not ours to write
+        try:
+            fd = os.open(path, flags)
+            break
+        except OSError:
+            continue
+    if fd is None:
+        return None
+    try:
+        try:
+            _lock(fd)
+        except OSError:
+            return _read_holder(fd)
+        _unlock(fd)
+        return None
+    finally:
+        os.close(fd)
+
+
 def _read_holder(fd: int) -> dict:
     try:
         doc = json.loads(os.pread(fd, 4096, 0).decode("utf-8") or "{}")
@@ -198,6 +249,21 @@ else:
 
     def _unlock(fd: int) -> None:
         fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def preflight_output_folder(folder: str | Path, *, kind: str, force: bool = False,
+                            key: str = "output folder") -> Path:
+    """Every check `open_output_folder` makes, writing nothing; returns the folder resolved.
+
+    `OutputFolderRefused` (see its `overridable`) or `FolderInUseError`. A folder that is in
+    use is reported before its contents, since `force` cannot help while another run holds it.
+    """
+    resolved = check_output_folder(folder, kind=kind, force=True, key=key)  # never-allowed folders
+    if resolved.is_dir():
+        holder = lock_holder(resolved)
+        if holder is not None:
+            raise _in_use(resolved, holder)
+    return check_output_folder(resolved, kind=kind, force=force, key=key)
 
 
 def open_output_folder(folder: str | Path, *, kind: str, force: bool = False,

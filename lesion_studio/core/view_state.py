@@ -2,6 +2,28 @@
 
 Qt-free and evented: the GUI controller changes it and widgets re-render on its events, so
 the same state can be driven from tests or scripts.
+
+Window rule. A new image opens at, and Reset window (Ctrl+R) returns to, `MedicalImage.window`,
+which the reader chose once when it read the file (`core/imageio`, `core/windowing`):
+
+- A DICOM file's stored window (the first Window Center/Width value, width > 0) is kept when
+  plausible. `windowing.stored_window_problem` judges it implausible, and the automatic
+  1–99 % percentile window replaces it (`window_source == "percentile"`, the reason in the
+  image's notes), when
+  * in any modality, the window misses the 1–99 % pixel range entirely (a blank image), or
+  * in a projection radiograph (`PROJECTION_MODALITIES`: CR, DX, RG, MG, ...), the 1–99 % range
+    fills less than `MIN_STORED_WINDOW_FILL` (75 %) of the window's width: a window spanning
+    the detector's whole range washes the image out (the demo RG1 stores 17767/30000, a 69 %
+    fill).
+  Other modalities (CT, MR, ...) otherwise keep the stored window: narrow lung or brain reading
+  windows are deliberate.
+- Without a usable stored window, and for every non-DICOM file: CT (for NIfTI/NRRD/MHA, inferred
+  from Hounsfield-like values) gets the soft-tissue preset (40/400 HU), anything else the
+  1–99 % percentile window.
+
+A session or recovery then restores the window it saved. The presets offered here (CT windows,
+"Auto (1–99 %)", "Full range") change the window on request only; they never replace the
+image's own one.
 """
 
 from __future__ import annotations
@@ -33,7 +55,7 @@ class ViewState:
         return self._slice_index
 
     def set_image(self, image: MedicalImage | None) -> None:
-        """Show a new image at its own window, on its middle slice for volumes."""
+        """Show a new image at its window (the rule above), on its middle slice for volumes."""
         self._image = image
         self._window = None if image is None else image.window
         self._slice_index = 0 if image is None else image.n_slices // 2
@@ -58,6 +80,7 @@ class ViewState:
         self.set_window(Window(self._window.center + d_center, max(1.0, self._window.width + d_width)))
 
     def reset_window(self) -> None:
+        """Back to the image's window as read (the stored one, or the auto window that replaced it)."""
         if self._image is not None:
             self.set_window(self._image.window)
 

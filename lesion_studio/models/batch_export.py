@@ -35,6 +35,7 @@ from lesion_studio.core.export.item import LESION_LABEL, ExportItem
 from lesion_studio.core.export.work import WorkItem, plan_items, shard, summary
 from lesion_studio.core.geometry.crops import component_masks
 from lesion_studio.core.mask_bank import MaskBank
+from lesion_studio.core.model_catalog import SHAPE_FAMILIES
 from lesion_studio.core.geometry.crops import P0_MODEL_INPUT_PX
 from lesion_studio.core.synthesis_plan import MaskSource, SynthesisRequest
 
@@ -77,7 +78,7 @@ class _Models:
             if method is None:
                 raise ConfigError(f"models.{role} is needed by this export and is not set")
             family = _checkpoint_family(method)
-            if family == "shape":
+            if family in SHAPE_FAMILIES:
                 raise ConfigError(
                     f"models.{role} = {str(method)!r} is a shape checkpoint: it draws lesion masks, not images. "
                     f"Give it as models.shape (with synthesis.mask_source = \"generator\") and an image model "
@@ -444,11 +445,12 @@ def run_batch(config: BatchConfig, *, device: str = "cpu", dry_run: bool = False
         if info.is_main:
             print(json.dumps(plan, indent=2), file=stdout)
         return BatchResult(total=plan["items"], plan=plan)
-    lock = None
-    if info.is_main:
-        from lesion_studio.core.output_folder import open_output_folder
+    from lesion_studio.core.output_folder import open_output_folder
+    from lesion_studio.models.distributed import run_on_main
 
-        lock = open_output_folder(config.output_dir, kind="batch", force=force, key="output.dir")
+    # Rank 0 locks and claims; the other ranks raise its error when it cannot (never hang or write).
+    lock = run_on_main(info, lambda: open_output_folder(config.output_dir, kind="batch", force=force,
+                                                         key="output.dir"))
     try:
         with TempJournal(config.output_dir):
             return _run_locked(config, exporter, plan, info, show_progress=show_progress, stdout=stdout, log=log,

@@ -75,7 +75,7 @@ def check_sidecar(meta: Any, json_path: Path) -> dict[str, Any]:
     networks = meta.get("networks", [])
     if not isinstance(networks, list) or not all(isinstance(n, str) and n for n in networks) or len(networks) > 16:
         bad(f"networks must be a list of up to 16 names, got {networks!r}"[:300])
-    for key in ("config", "metrics", "normalization", "files"):
+    for key in ("config", "metrics", "normalization", "files", "selection"):
         if meta.get(key) is not None and not isinstance(meta[key], dict):
             bad(f"{key} must be a table, got {type(meta[key]).__name__}")
     for key, value in (meta.get("metrics") or {}).items():
@@ -87,6 +87,10 @@ def check_sidecar(meta: Any, json_path: Path) -> dict[str, Any]:
         numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi))
         if not numbers or not (math.isfinite(lo) and math.isfinite(hi)) or lo >= hi:
             bad(f"normalization must hold finite numbers lo < hi, got lo={lo!r}, hi={hi!r}")
+    patients = meta.get("patients")
+    if patients is not None and (not isinstance(patients, dict) or not all(
+            isinstance(ids, list) and all(isinstance(i, str) for i in ids) for ids in patients.values())):
+        bad("patients must be a table of lists of patient ids")
     for role, record in (meta.get("files") or {}).items():
         if (not isinstance(record, dict) or not integer(record.get("bytes"))
                 or not isinstance(record.get("sha256"), str)):
@@ -128,7 +132,7 @@ def build_checked(build, config: Any, weights: dict[str, torch.Tensor], *, name:
         if differ:
             k = differ[0]
             parts.append(f"{name}.{k} is {stored[k]} in the weights file, the config's network expects {own[k]}")
-        raise CheckpointError(f"the weights file does not fit the network its metadata describes: "
+        raise CheckpointError("the weights file does not fit the network its metadata describes: "
                               + "; ".join(parts), path)
     del probe
     module = build(config)
@@ -270,8 +274,12 @@ def save_checkpoint(
     normalization: dict[str, Any] | None = None,
     training_state: dict[str, Any] | None = None,
     reason: str = "periodic",
+    patients: dict[str, list[str]] | None = None,
 ) -> Path:
     """Write `path.safetensors` + `path.json` (+ `path.state.safetensors`); returns the stem.
+
+    `patients` (`{"train": [...], "val": [...]}`) records whose images the networks learned
+    from, so an experiment can refuse a generator that saw its test patients (issue 14).
 
     `training_state` is any nesting of dicts/lists/tuples/numbers/tensors (optimizer and
     scheduler `state_dict()`s, RNG states); it round-trips exactly through `load_checkpoint`.
@@ -297,6 +305,8 @@ def save_checkpoint(
         "networks": sorted(networks),
         "training_state": None,
     }
+    if patients is not None:
+        meta["patients"] = {role: sorted({str(p) for p in ids}) for role, ids in patients.items()}
     weights_path = stem.with_name(stem.name + ".safetensors")
     state_path = stem.with_name(stem.name + ".state.safetensors")
     json_path = stem.with_name(stem.name + ".json")
@@ -332,6 +342,23 @@ def save_checkpoint(
             tmp.unlink(missing_ok=True)
         raise
     fsync_dir(stem.parent)
+    return stem
+
+
+def update_sidecar(path: str | Path, **fields: Any) -> Path:
+    """Set top-level `fields` in a checkpoint's JSON (e.g. `selection`), atomically: the
+    tensor files and their recorded hashes stay as they are. Returns the stem."""
+    stem = stem_of(path)
+    json_path = stem.with_name(stem.name + ".json")
+    try:
+        meta = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read the checkpoint metadata: {exc}", json_path) from exc
+    check_sidecar(meta, json_path)
+    meta.update(fields)
+    text = json.dumps(meta, indent=2, sort_keys=True)
+    tmp = _write_temp(json_path, lambda t: t.write_text(text, encoding="utf-8"))
+    os.replace(tmp, json_path)
     return stem
 
 

@@ -1,7 +1,8 @@
 """The key reference of `docs/training.md`, generated from the config dataclasses.
 
-Every key, its type, its default and the comment beside it in `models/config.py` (where the
-paper and section are cited) become one table row, so the documentation cannot drift from the
+Every key, its type, its default, its allowed values (from the same schema `core.config_schema`
+checks files against) and the comment beside it in `models/config.py` (where the paper and
+section are cited) become one table row, so the documentation cannot drift from the
 code: `scripts/gen_training_doc.py` rewrites the generated part of the file, and a test fails
 when the file differs from what this module renders.
 """
@@ -17,7 +18,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from lesion_studio.models.config import FAMILY_CONFIGS, RunConfig
+from lesion_studio.core.config_schema import Setting
+from lesion_studio.models.config import FAMILY_CONFIGS, RunConfig, train_schema
 
 BEGIN = "<!-- BEGIN GENERATED: scripts/gen_training_doc.py (do not edit by hand) -->"
 END = "<!-- END GENERATED -->"
@@ -64,16 +66,18 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def table(cls: type, instance: Any) -> str:
-    """The markdown table of one config dataclass."""
+def table(cls: type, instance: Any, settings: dict[str, Setting] | None = None) -> str:
+    """The markdown table of one config dataclass (`settings`: its schema, for the allowed values)."""
     hints = typing.get_type_hints(cls)
     comments = field_comments(cls)
-    rows = ["| key | type | default | meaning, paper reference |", "| --- | --- | --- | --- |"]
+    settings = settings or {}
+    rows = ["| key | type | default | allowed | meaning, paper reference |", "| --- | --- | --- | --- | --- |"]
     for f in dataclasses.fields(instance):
         if f.name == "family":
             continue
+        allowed = settings[f.name].allowed() if f.name in settings else ""
         rows.append(f"| `{f.name}` | {_cell(_type_name(hints[f.name]))} | {toml_value(getattr(instance, f.name))} "
-                    f"| {_cell(comments.get(f.name, ''))} |")
+                    f"| {_cell(allowed)} | {_cell(comments.get(f.name, ''))} |")
     return "\n".join(rows)
 
 
@@ -89,11 +93,11 @@ def keys_markdown() -> str:
         "",
         inspect.getdoc(RunConfig) or "",
         "",
-        table(RunConfig, RunConfig()),
+        table(RunConfig, RunConfig(), train_schema(None)["run"]),
     ]
     for family, cls in FAMILY_CONFIGS.items():
         parts += ["", f'### `[model]` for `family = "{family}"`', "", inspect.getdoc(cls) or "", "",
-                  table(cls, cls())]
+                  table(cls, cls(), train_schema(family)["model"])]
     return "\n".join(parts) + "\n"
 
 

@@ -10,7 +10,16 @@
   lesion-free tissue of every image (lesion-free images and lesion-free parts of lesion
   images, a margin away from any lesion); the target is the tissue that was there. The patch
   is a `patch_px`² crop at the image's own pixel scale centred on the hole (`remove_patches`).
-- `pix2pix` (P2 §3.1): the whole image resized to `patch_px`, conditioned on its mask.
+- `texture`, `cascade` with `nonlesion_pairs > 0` (P0 §III-A): besides the lesion patches,
+  non-lesion pairs: the 3·wm context crop around a hole in lesion-free tissue, the target the
+  tissue that was there (`nonlesion_pair_patches`); P0 trained its inpainter on both.
+- `pix2pix` (P2 §3.1): the whole image resized to `patch_px`, conditioned on its mask; with
+  `condition_classes = K` the mask keeps its class values 1..K (P2 §4: hemorrhage types) and
+  the trainer one-hot encodes them (`class_condition`).
+- `stylegan2-joint`, `stylegan2-cond` (P4 §3): with `patch_source = "lesion"` the P0 context
+  crop of each lesion with *every* lesion inside it in the mask (the image shows them all);
+  with `patch_source = "image"` the whole image resized, as pix2pix (P4 §4.1).
+  `stylegan2-mask` (M-SG): the same crops, the mask holding the one lesion (a shape source).
 
 Splits follow the dataset's per-case `split` (chosen per patient by the dataset author);
 when it has no `val` cases, a seeded `val_fraction` of the training *patients* is held out
@@ -47,7 +56,7 @@ from lesion_studio.core.geometry.nonlesion import (
     shaped_hole,
 )
 from lesion_studio.core.geometry.size_modulation import normalize_training_mask
-from lesion_studio.models.config import REMOVE_FAMILIES
+from lesion_studio.models.config import REMOVE_FAMILIES, STYLEGAN2_FAMILIES
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,8 @@ class PatchSet:
     For inpainting families `masks` marks the pixels to generate; for `shape` `images` is the
     target mask in {-1, 1}; for `pix2pix` `masks` is the condition. `origins` (objective
     "remove" only) says where each patch and its hole lie in the source image.
+    `lesion_free` `(N,)` bool (None: all False) marks the non-lesion pairs among lesion
+    patches (`nonlesion_pairs`): their region holds tissue, not a lesion.
     """
 
     images: torch.Tensor
@@ -124,6 +135,7 @@ class PatchSet:
     case_ids: list[str]
     patient_ids: list[str]
     origins: list[HoleOrigin] | None = None
+    lesion_free: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -170,12 +182,16 @@ def dataset_value_range(dataset: Dataset, cases: list[CaseRecord]) -> Normalizer
 
 
 def lesion_context_patch(
-    image: np.ndarray, lesion: np.ndarray, patch_px: int
+    image: np.ndarray, lesion: np.ndarray, patch_px: int, *, all_lesions: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """P0's context crop around one lesion, resized: `(crop float32, lesion bool)`, `(patch_px,)*2`."""
+    """P0's context crop around one lesion, resized: `(crop float32, lesion bool)`, `(patch_px,)*2`.
+
+    `all_lesions` (optional, the image's whole lesion mask): the mask returned is this one
+    cropped with the same box, so other lesions inside the crop are marked too.
+    """
     box = context_box(p0_mask_crop(lesion_bbox(lesion)))  # P0 Eq. 1-2, §III-A: 3·wm
     crop = resize_image(extract_crop(image, box), (patch_px, patch_px))
-    mask = resize_mask(extract_crop(lesion, box), (patch_px, patch_px))
+    mask = resize_mask(extract_crop(lesion if all_lesions is None else all_lesions, box), (patch_px, patch_px))
     return crop, mask
 
 
@@ -294,6 +310,81 @@ def build_remove_patches(
     return _stack(images, masks, case_ids, patients, patch_px, origins)
 
 
+def nonlesion_pair_patches(
+    dataset: Dataset, cases: list[CaseRecord], patch_px: int, normalizer: Normalizer, count: int, *, seed: int = 0,
+) -> tuple[list[np.ndarray], list[np.ndarray], list[str], list[str]]:
+    """P0 §III-A non-stone pairs for the inpainting families: `(images, holes, case_ids, patients)`.
+
+    Each of the `count` pairs is a non-lesion mask in lesion-free tissue — its square `wm`
+    uniform in P0's [10, 50] px (scaled for small images, `remove_width_range`), placed
+    uniformly where it keeps `remove_margin_px` from every lesion, holding a `shaped_hole` —
+    and P0's 3·wm context crop around it, resized to `patch_px` like the lesion patches
+    (`images` in model range, `holes` bool). P0 draws them from stone-free images; a split
+    without lesion-free images draws from the lesion-free tissue of its lesion images. Cases
+    take turns; the draws depend only on `seed` and the case ids (`case_rng`).
+    """
+    free_cases = [c for c in cases if not c.has_lesion] or list(cases)
+    images: list[np.ndarray] = []
+    holes: list[np.ndarray] = []
+    case_ids: list[str] = []
+    patients: list[str] = []
+    if count <= 0 or not free_cases:
+        return images, holes, case_ids, patients
+    rngs = {c.case_id: case_rng(seed + 1, c.case_id) for c in free_cases}  # + 1: not the remove holes' stream
+    misses = 0
+    k = 0
+    while len(images) < count and misses < 4 * len(free_cases):
+        case = free_cases[k % len(free_cases)]
+        k += 1
+        rng = rngs[case.case_id]
+        image = dataset.read_image(case)
+        lesion = dataset.read_mask(case)
+        free = lesion_free_region(lesion, margin_px=remove_margin_px(image.shape))
+        try:
+            placed = sample_nonlesion_mask(rng, free, width_range_px=remove_width_range(image.shape))
+        except MaskError:
+            misses += 1  # no lesion-free square fits in this image
+            continue
+        full = np.zeros(image.shape, dtype=bool)
+        w = placed.width_px
+        full[placed.row0 : placed.row0 + w, placed.col0 : placed.col0 + w] = shaped_hole(rng, w)
+        box = context_box(placed.mask_crop)  # P0 §III-A: a 3·wm square at Mns
+        hole = resize_mask(extract_crop(full, box), (patch_px, patch_px))
+        if not hole.any():
+            misses += 1
+            continue
+        images.append(normalizer.to_model(resize_image(extract_crop(image, box), (patch_px, patch_px))))
+        holes.append(hole)
+        case_ids.append(case.case_id)
+        patients.append(case.patient_id)
+    return images, holes, case_ids, patients
+
+
+def class_label_map(mask_path, classes: int, patch_px: int, *, shape: tuple[int, int]) -> np.ndarray:
+    """The label map of one case resized to `patch_px`² (uint8, 0 = background, 1..`classes`).
+
+    Each class is resized on its own (`resize_mask`: no small lesion vanishes); a pixel two
+    classes claim after resizing takes the higher class. `ConfigError` naming the file for a
+    value outside 0..`classes`."""
+    from lesion_studio.core.dataset import read_array
+
+    if mask_path is None:
+        return np.zeros((patch_px, patch_px), np.uint8)
+    labels = np.asarray(read_array(mask_path))
+    if labels.shape != tuple(shape):
+        raise ConfigError(f"mask size {labels.shape} differs from its image {tuple(shape)}", mask_path)
+    values = np.unique(labels)
+    bad = [v for v in values.tolist() if v < 0 or v > classes or v != int(v)]
+    if bad:
+        raise ConfigError(f"model.condition_classes = {classes}: mask value {bad[0]} is not a class "
+                          f"0..{classes} (0 background)", mask_path)
+    out = np.zeros((patch_px, patch_px), np.uint8)
+    for k in range(1, classes + 1):
+        if (labels == k).any():
+            out[resize_mask(labels == k, (patch_px, patch_px))] = k
+    return out
+
+
 def build_patches(
     dataset: Dataset, cases: list[CaseRecord], model, normalizer: Normalizer, *, lesion_label: int = 0,
     seed: int = 0,
@@ -308,8 +399,12 @@ def build_patches(
             raise ConfigError(f"model.objective: 'remove' is for {' and '.join(REMOVE_FAMILIES)} models, not {family}")
         return build_remove_patches(dataset, cases, n, normalizer, seed=seed)
     images, masks, case_ids, patients = [], [], [], []
+    # whole images resized: pix2pix (P2 §3.1) and the StyleGAN2 families on "image" (P4 §4.1)
+    whole_image = family == "pix2pix" or getattr(model, "patch_source", "") == "image"
+    # B-SG/C-SG pairs mark every lesion the crop shows; M-SG and the texture families one
+    every_lesion = family in STYLEGAN2_FAMILIES and family != "stylegan2-mask"
     for case in cases:
-        if family != "pix2pix" and not case.has_lesion:
+        if not whole_image and not case.has_lesion:
             continue
         if lesion_label and case.mask_path is not None:
             from lesion_studio.core.dataset import read_array
@@ -317,10 +412,12 @@ def build_patches(
             lesion_mask = read_array(case.mask_path) == lesion_label
         else:
             lesion_mask = dataset.read_mask(case)
-        if family == "pix2pix":
-            image = normalizer.to_model(resize_image(dataset.read_image(case), (n, n)))
-            images.append(image)
-            masks.append(resize_mask(lesion_mask, (n, n)))
+        if whole_image:
+            pixels = dataset.read_image(case)
+            images.append(normalizer.to_model(resize_image(pixels, (n, n))))
+            classes = getattr(model, "condition_classes", 0)
+            masks.append(class_label_map(case.mask_path, classes, n, shape=pixels.shape) if classes
+                         else resize_mask(lesion_mask, (n, n)))
             case_ids.append(case.case_id)
             patients.append(case.patient_id)
             continue
@@ -332,7 +429,8 @@ def build_patches(
                 images.append(np.where(shape, 1.0, -1.0).astype(np.float32))
                 masks.append(shape)
             else:
-                crop, lesion = lesion_context_patch(image, component, n)
+                crop, lesion = lesion_context_patch(image, component, n,
+                                                    all_lesions=lesion_mask if every_lesion else None)
                 if not lesion.any():
                     continue
                 region = outpaint_region(lesion) if getattr(model, "invert_masks", False) else lesion
@@ -340,6 +438,15 @@ def build_patches(
                 masks.append(region)
             case_ids.append(case.case_id)
             patients.append(case.patient_id)
+    ratio = getattr(model, "nonlesion_pairs", 0.0)
+    if ratio > 0 and family in REMOVE_FAMILIES and images:  # P0 §III-A: stone and non-stone pairs
+        n_lesion = len(images)
+        extra = nonlesion_pair_patches(dataset, cases, n, normalizer, int(round(ratio * n_lesion)), seed=seed)
+        for mine, theirs in zip((images, masks, case_ids, patients), extra):
+            mine.extend(theirs)
+        patches = _stack(images, masks, case_ids, patients, n)
+        patches.lesion_free = torch.arange(len(patches)) >= n_lesion
+        return patches
     return _stack(images, masks, case_ids, patients, n)
 
 

@@ -69,9 +69,9 @@ def detect_from_probability(prob: np.ndarray, min_prob: float = DEFAULT_MIN_PROB
 
 
 def lesion_diameters_px(mask: np.ndarray) -> np.ndarray:
-    """Equivalent-circle diameter `2·√(area/π)` in px of each 8-connected lesion of a mask."""
-    labels, n = ndimage.label(np.asarray(mask, bool), structure=np.ones((3, 3), bool))
-    if n == 0:
-        return np.zeros(0)
-    areas = ndimage.sum_labels(np.ones(labels.shape), labels, np.arange(1, n + 1))
-    return 2.0 * np.sqrt(np.asarray(areas, float) / np.pi)
+    """Diameter in px of each 8-connected lesion of a mask, in `ndimage.label` order: P3's moment
+    diameter (at least one pixel), the one definition the size control synthesizes with
+    (`core.geometry.size_modulation.component_moment_diameters`)."""
+    from lesion_studio.core.geometry.size_modulation import component_moment_diameters
+
+    return component_moment_diameters(mask)

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import pickle
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,57 @@ def init_from_env(device: str) -> DistInfo:
 def barrier(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.barrier()
+
+
+def run_on_main(info: DistInfo, action: Callable[[], T]) -> T | None:
+    """Run `action` on rank 0 only; when it fails, every rank raises its error.
+
+    Rank 0 then tells the other ranks (a broadcast, which also holds them until rank 0 is done)
+    whether it succeeded: a failure to lock or claim the output folder is raised on every rank
+    with the same type and message, so no rank goes on to write into a folder rank 0 does not
+    hold, or waits forever in a collective rank 0 never reaches. Returns `action()` on rank 0
+    and None on the other ranks. The error raised on every rank has `on_every_rank = True`
+    (see `report_on_every_rank`).
+    """
+    result: T | None = None
+    error: Exception | None = None
+    if info.is_main:
+        try:
+            result = action()
+        except Exception as exc:  # noqa: BLE001 - re-raised below, on every rank
+            error = exc
+    if info.enabled and dist.is_initialized():
+        message = [None if error is None else _portable(error)]
+        dist.broadcast_object_list(message, src=0)
+        if message[0] is not None:
+            error = error if info.is_main else message[0]
+            error.on_every_rank = True
+    if error is not None:
+        raise error
+    return result
+
+
+def report_on_every_rank(error: BaseException) -> None:
+    """Call after printing an error `run_on_main` raised: waits until every rank has printed it.
+
+    torchrun stops the remaining ranks as soon as one exits with an error; without this wait
+    rank 0 could exit, and a slower rank be stopped, before that rank has said why it stops.
+    Does nothing for other errors (a barrier that only some ranks reach would never return).
+    """
+    if getattr(error, "on_every_rank", False) and dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def _portable(error: Exception) -> Exception:
+    """`error` itself when it survives pickling (lesion-studio errors do), else a RuntimeError
+    with its type and message."""
+    try:
+        copy = pickle.loads(pickle.dumps(error))
+        if type(copy) is type(error) and str(copy) == str(error):
+            return error
+    except Exception:  # noqa: BLE001 - an exception type that does not pickle
+        pass
+    return RuntimeError(f"rank 0: {type(error).__name__}: {error}")
 
 
 def any_rank(flag: bool, info: DistInfo) -> bool:

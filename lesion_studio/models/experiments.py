@@ -9,13 +9,24 @@ a rerun with the same config skips those (resume per fold).
 
 Results: `results.json` (format `lesion-studio-experiment`, version 1):
   {"format", "version", "config", "config_hash", "conditions": [names], "baseline",
-   "folds": [{"condition", "fold", "metrics": {name: value}, "size_groups", "froc",
-              "n_train_real", "n_train_synthetic", "n_test", "seconds", ...}],
+   "folds": [{"condition", "fold", "metrics": {name: value}, "size_groups", "froc", "froc_luna",
+              "n_train_real", "n_train_synthetic", "n_test", "seconds", "model_checkpoint",
+              "patients": {"train", "val", "test", "synthetic", "generator", "generator_note",
+                           "leakage": "none"}, ...}],
    "summary": {condition: {metric: {"mean", "sd", "ci95": [lo, hi], "n",
                                     "p_vs_baseline", "significant"}}},
    "friedman": {metric: friedman_nemenyi(...) or {"skipped": reason}},
+   "froc_readouts": {how "froc" and "froc_luna" are defined},
+   "patient_isolation": {"leakage": "none", ...}, "determinism": {device, threads, promise},
    "hard_example_mining": {...} (hem experiments only)}
 plus `results.csv` (one row per condition × fold × metric) and `summary.csv`.
+
+Patient isolation (issue 14) is enforced, not hoped for: each fold trains on a sampled
+fraction of its training patients, its synthetic images come only from those patients, a
+generator checkpoint that saw a validation or test patient is refused before training, and a
+train TOML as `synthesis_checkpoint` trains one generator per (fraction, fold) on exactly those
+patients (`models.patient_isolation`, `models.fold_generators`). Same config + seed gives
+bit-identical results and checkpoints on CPU (`models.determinism`).
 """
 
 from __future__ import annotations
@@ -25,33 +36,40 @@ import hashlib
 import json
 import math
 import time
-import tomllib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from skimage.transform import resize
 
 from lesion_studio.core.classic_augment import augment as classic_augment
 from lesion_studio.core.classic_augment import PRESETS as _PRESETS
 from lesion_studio.core.classic_augment import preset as classic_preset
+from lesion_studio.core.config_schema import (
+    Problems, Setting, check_table, check_tables, load_toml, settings_from_dataclass,
+)
 from lesion_studio.core.dataset import CaseRecord, Dataset, load_dataset
+from lesion_studio.core.geometry.crops import resize_image, resize_mask
 from lesion_studio.core.errors import ConfigError
 from lesion_studio.core.metrics import (
-    FROC_FP_RATES, froc_auc, froc_curve, froc_sensitivities, masks_to_boxes, mean_dice, node21_score,
-    pixel_scores, region_counts, region_scores, size_group_recall, thresholded_counts, average_precision,
+    FROC_FP_RATES, froc_auc, froc_curve, froc_sensitivities, lesion_discs, luna_froc, masks_to_boxes, mean_dice,
+    node21_score, pixel_scores, region_counts, region_scores, size_group_recall, thresholded_counts,
+    average_precision,
 )
 from lesion_studio.core.metrics.classification import image_level_scores
 from lesion_studio.core.metrics.detection import image_scores_from_boxes
 from lesion_studio.core.metrics.statistics import bootstrap_ci, friedman_nemenyi, mean_sd, t_test
 from lesion_studio.models.detection import DEFAULT_MIN_PROB, detect_from_probability
+from lesion_studio.models.detector_training import OPTIMIZERS as DETECTOR_OPTIMIZERS
+from lesion_studio.models.detectors import (
+    BACKBONES, BOX_DETECTORS, DEFAULT_BACKBONE, DETECTORS, detector_description,
+)
 from lesion_studio.models.segmentation import SEGMENTERS, build_loss, build_segmenter
 from lesion_studio.models.segmentation.losses import LOSSES as _LOSSES
 from lesion_studio.models.synthetic_sources import (
-    CheckpointSynthesisSource, DatasetSyntheticSource, PhantomLesionPainter,
+    CheckpointSynthesisSource, DatasetSyntheticSource, PhantomLesionPainter, SyntheticCase,
 )
 
 SEGMENTATION_LOSSES = tuple(_LOSSES)
@@ -59,13 +77,15 @@ CLASSIC_PRESETS = tuple(_PRESETS)
 RESULTS_FORMAT = "lesion-studio-experiment"
 RESULTS_VERSION = 1
 RESULTS_FILE = "results.json"
-#: 'segmentation' and 'detection' train the same network (the heatmap detector is the
-#: segmenter's probability map, `models.detection`) and report the same full metric set;
-#: 'hard_example_mining' runs P3 §III-D (`models.hard_example_mining`).
+#: 'segmentation' trains the segmenter and reports every metric, its detections from the heatmap
+#: detector (the probability map, `models.detection`); 'detection' trains `detector`: a
+#: torchvision Faster R-CNN (default) or RetinaNet (`models.detectors`, detection metrics only),
+#: or the heatmap detector as a fast baseline; 'hard_example_mining' runs P3 §III-D
+#: (`models.hard_example_mining`, heatmap detector).
 TASKS = ("segmentation", "detection", "hard_example_mining")
 #: Metrics compared across conditions (t-test vs. baseline, Friedman + Nemenyi).
 KEY_METRICS = ("pixel_f1", "dice", "region_f1", "region_f2", "region_recall", "froc_auc",
-               "node21_score", "map50", "image_auc")
+               "luna_cpm", "node21_score", "map50", "image_auc")
 
 
 # -- configuration ------------------------------------------------------------------------------
@@ -122,15 +142,37 @@ class ExperimentConfig:
     lr: float = 1e-3                           # P0 Adam
     lr_patience: int = 10                      # P0: halve lr when val loss stalls 10 epochs
     min_lr: float = 5e-4                       # P0
+    rotation_deg: float = 5.0                  # P0 §IV-B: every training image rotated U[−5°, 5°] (0: off)
+    synthetic_per_epoch: float = 0.05          # P0 §IV-B: 5 % of the synthetic pool drawn afresh each epoch (1: all)
     classic_preset: str = "P2"
     prob_threshold: float = 0.5                # segmentation mask = p ≥ this
     min_prob: float = DEFAULT_MIN_PROB         # detection candidates
     device: str = "cpu"
     hem: HemConfig = field(default_factory=HemConfig)
+    save_models: bool = True                   # every trained segmenter as models/<condition>__fold<k>
+    num_threads: int = 0                       # torch CPU threads (0: torch's default); results depend on it
+    detector: str | None = None                # None: the task's (`detector_name`); see models.detectors
+    detector_backbone: str = DEFAULT_BACKBONE  # ours: small CPU preset; P3 §IV-B: ResNet-50 = "resnet50_fpn"
+    backbone_weights: Path | None = None       # local safetensors ResNet weights; None: from scratch
+    detector_optimizer: str = "sgd"            # P3 §IV-B → Ren et al. / Lin et al.: SGD, momentum 0.9
+
+    @property
+    def detector_name(self) -> str:
+        """The detector that runs: `detector`, else Faster R-CNN (P3's family) for task
+        'detection' and the heatmap baseline for the others."""
+        if self.detector is not None:
+            return self.detector
+        return "faster_rcnn" if self.task == "detection" else "heatmap"
+
+    @property
+    def box_detector(self) -> bool:
+        """True when a torchvision box detector is trained instead of the segmenter."""
+        return self.detector_name in BOX_DETECTORS
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise ConfigError(f"unknown task {self.task!r}; expected one of {TASKS}")
+        self._check_detector()
         if self.folds < 2:
             raise ConfigError(f"folds must be >= 2, got {self.folds}")
         names = [c.name for c in self.conditions]
@@ -154,8 +196,23 @@ class ExperimentConfig:
             raise ConfigError("conditions with synthetic_count > 0 need synthetic_dataset "
                               "(or synthetic_generator = 'phantom_painter')")
 
+    def _check_detector(self) -> None:
+        if self.detector is not None and self.detector not in DETECTORS:
+            raise ConfigError(f"unknown detector {self.detector!r}; expected one of {DETECTORS}")
+        if self.box_detector and self.task != "detection":
+            raise ConfigError(f"detector = {self.detector!r} needs task = 'detection' ({self.task} runs the "
+                              "segmenter and its heatmap detector)")
+        if self.detector_backbone not in BACKBONES:
+            raise ConfigError(f"unknown detector_backbone {self.detector_backbone!r}; expected one of {tuple(BACKBONES)}")
+        if self.detector_optimizer not in DETECTOR_OPTIMIZERS:
+            raise ConfigError(f"unknown detector_optimizer {self.detector_optimizer!r}; "
+                              f"expected one of {DETECTOR_OPTIMIZERS}")
+        if self.backbone_weights is not None and not self.box_detector:
+            raise ConfigError("backbone_weights is for the box detectors (detector = 'faster_rcnn' or 'retinanet')")
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["backbone_weights"] = None if self.backbone_weights is None else str(self.backbone_weights)
         d["dataset"] = str(self.dataset)
         d["out_dir"] = str(self.out_dir)
         d["synthetic_dataset"] = None if self.synthetic_dataset is None else str(self.synthetic_dataset)
@@ -166,6 +223,10 @@ class ExperimentConfig:
         """Hash of everything that changes results (not `out_dir`): resume only matching folds."""
         d = self.to_dict()
         d.pop("out_dir")
+        if self.backbone_weights is not None and Path(self.backbone_weights).is_file():
+            from lesion_studio.core.hashing import sha256_file
+
+            d["backbone_weights_sha256"] = sha256_file(self.backbone_weights)  # new weights, new results
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -183,166 +244,131 @@ def _grid_conditions(grid: dict) -> list[ConditionConfig]:
 
 #: The sections of an experiment TOML file.
 SECTIONS = ("experiment", "model", "training", "hem", "conditions", "grid")
-#: The keys of the flat sections ([experiment], [model], [training]) and how each is checked:
-#: (kind, (test, reason) or None). Kinds: "str", "path", "int", "float", "bool".
-_POS, _NONNEG, _UNIT = (lambda v: v >= 1, "must be >= 1"), (lambda v: v >= 0, "must be >= 0"), \
-    (lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]")
-_FLAT_KEYS: dict[str, tuple[str, Any]] = {
-    "name": ("str", (lambda v: bool(v.strip()), "must not be empty")),
-    "dataset": ("path", None), "out_dir": ("path", None), "synthetic_dataset": ("path", None),
-    "synthesis_checkpoint": ("path", None),
-    "task": ("str", (lambda v: v in TASKS, f"must be one of {', '.join(TASKS)}")),
-    "baseline": ("str", None),
-    "synthetic_generator": ("str", (lambda v: v in ("dataset", "checkpoint", "phantom_painter"),
-                                    "must be dataset, checkpoint or phantom_painter")),
-    "folds": ("int", (lambda v: v >= 2, "must be >= 2")),
-    "val_fraction": ("float", (lambda v: 0.0 < v < 1.0, "must be in (0, 1)")),
-    "seed": ("int", _NONNEG),
-    "image_size_px": ("int", (lambda v: 16 <= v <= 4096, "must be in [16, 4096]")),
-    "arch": ("str", None), "norm": ("str", (lambda v: v in ("batch", "instance"), "must be batch or instance")),
-    "loss": ("str", None),
-    "base_channels": ("int", _POS), "depth": ("int", (lambda v: 1 <= v <= 8, "must be in [1, 8]")),
-    "epochs": ("int", _POS), "batch_size": ("int", _POS),
-    "lr": ("float", (lambda v: v > 0, "must be > 0")), "lr_patience": ("int", _NONNEG),
-    "min_lr": ("float", _NONNEG),
-    "classic_preset": ("str", None),
-    "prob_threshold": ("float", (lambda v: 0.0 < v < 1.0, "must be in (0, 1)")),
-    "min_prob": ("float", _UNIT),
-    "device": ("str", (lambda v: v in ("auto", "cpu", "cuda"), "must be auto, cpu or cuda")),
+#: The keys of the flat sections: [experiment], [model] and [training] each accept any of them
+#: (defaults: `ExperimentConfig`). Checked by `core.config_schema`, like every other config.
+_NOT_BLANK = lambda v: None if v.strip() else "must not be empty"  # noqa: E731
+_FLAT_SETTINGS: dict[str, Setting] = {
+    "name": Setting("str", None, check=_NOT_BLANK, doc="names the experiment; required"),
+    "dataset": Setting("path", None, doc="dataset folder; required"),
+    "out_dir": Setting("path", None, doc="results folder (default experiments/<name>)"),
+    "synthetic_dataset": Setting("path", None), "synthesis_checkpoint": Setting("path", None),
+    "task": Setting("str", "segmentation", choices=TASKS),
+    "baseline": Setting("str", None),
+    "synthetic_generator": Setting("str", "dataset", choices=("dataset", "checkpoint", "phantom_painter")),
+    "folds": Setting("int", 5, ge=2), "val_fraction": Setting("float", 0.2, gt=0.0, lt=1.0),
+    "seed": Setting("int", 0, ge=0), "image_size_px": Setting("int", 256, ge=16, le=4096),
+    "arch": Setting("str", "multiresunet", choices=tuple(SEGMENTERS)),
+    "norm": Setting("str", "batch", choices=("batch", "instance")),
+    "loss": Setting("str", "focal_tversky", choices=SEGMENTATION_LOSSES),
+    "base_channels": Setting("int", 32, ge=1), "depth": Setting("int", 4, ge=1, le=8),
+    "epochs": Setting("int", 150, ge=1), "batch_size": Setting("int", 16, ge=1),
+    "lr": Setting("float", 1e-3, gt=0.0), "lr_patience": Setting("int", 10, ge=0),
+    "min_lr": Setting("float", 5e-4, ge=0.0),
+    "rotation_deg": Setting("float", 5.0, ge=0.0, le=180.0,
+                            doc="segmenter: rotation U[-r, r] degrees of every training image (P0: 5)"),
+    "synthetic_per_epoch": Setting("float", 0.05, gt=0.0, le=1.0,
+                                   doc="segmenter: fraction of the synthetic pool drawn afresh each epoch (P0: 0.05)"),
+    "classic_preset": Setting("str", "P2", check=lambda v: None if v.upper() in CLASSIC_PRESETS else
+                              f"must be one of {', '.join(CLASSIC_PRESETS)}, got {v!r}"),
+    "prob_threshold": Setting("float", 0.5, gt=0.0, lt=1.0),
+    "min_prob": Setting("float", DEFAULT_MIN_PROB, ge=0.0, le=1.0),
+    "device": Setting("str", "cpu", choices=("auto", "cpu", "cuda")),
+    "detector": Setting("str", None, nullable=True, choices=DETECTORS,
+                        doc="task 'detection': faster_rcnn (default) | retinanet | heatmap (fast baseline)"),
+    "detector_backbone": Setting("str", DEFAULT_BACKBONE, choices=tuple(BACKBONES),
+                                 doc="box detectors: resnet18_fpn (small CPU preset) | resnet50_fpn (P3)"),
+    "backbone_weights": Setting("path", None, nullable=True,
+                                doc="local safetensors file with ResNet weights; unset: from scratch"),
+    "detector_optimizer": Setting("str", "sgd", choices=DETECTOR_OPTIMIZERS,
+                                  doc="box detectors: sgd (the papers) | adamw (short from-scratch runs)"),
 }
-_CONDITION_KEYS = {"name": ("str", (lambda v: bool(v.strip()), "must not be empty")),
-                   "synthetic_count": ("int", _NONNEG),
-                   "data_fraction": ("float", (lambda v: 0.0 < v <= 1.0, "must be in (0, 1]")),
-                   "classic_augmentation": ("bool", None)}
-_HEM_KEYS = {"n_synthetic": ("int", _POS), "finetune_epochs": ("int", _POS),
-             "finetune_lr": ("float", (lambda v: v > 0, "must be > 0")), "detection_threshold": ("float", _UNIT)}
-_GRID_KEYS = {"synthetic_counts": ("int", _NONNEG), "data_fractions": ("float", (lambda v: 0.0 < v <= 1.0,
-                                                                                 "must be in (0, 1]")),
-              "classic_augmentation": ("bool", None)}
-_KIND_WORDS = {"str": "a string", "path": "a path (string)", "int": "an integer", "float": "a number",
-               "bool": "true or false"}
+_CONDITION_SETTINGS = settings_from_dataclass(ConditionConfig, {
+    "name": {"check": _NOT_BLANK}, "synthetic_count": {"ge": 0}, "data_fraction": {"gt": 0.0, "le": 1.0}})
+_HEM_SETTINGS = settings_from_dataclass(HemConfig, {
+    "n_synthetic": {"ge": 1}, "finetune_epochs": {"ge": 1}, "finetune_lr": {"gt": 0.0},
+    "detection_threshold": {"ge": 0.0, "le": 1.0}})
+_GRID_SETTINGS = {
+    "synthetic_counts": Setting("list[int]", [0], ge=0, min_len=1),
+    "data_fractions": Setting("list[float]", [1.0], gt=0.0, le=1.0, min_len=1),
+    "classic_augmentation": Setting("list[bool]", [False], min_len=1),
+}
+#: The schema of an experiment file ([[conditions]] tables are checked one by one).
+EXPERIMENT_SCHEMA = {"experiment": _FLAT_SETTINGS, "model": _FLAT_SETTINGS, "training": _FLAT_SETTINGS,
+                     "hem": _HEM_SETTINGS, "grid": _GRID_SETTINGS}
 
 
-def _did_you_mean(key: str, known: Any) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(str(key), [str(k) for k in known], n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
-def _checked(where: str, key: str, value: Any, spec: tuple[str, Any]) -> Any:
-    """`value` of `where key` type- and range-checked (ints accepted as floats); `ConfigError` otherwise."""
-    kind, test = spec
-    ok = {"str": isinstance(value, str), "path": isinstance(value, str),
-          "int": isinstance(value, int) and not isinstance(value, bool),
-          "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-          "bool": isinstance(value, bool)}[kind]
-    if not ok:
-        raise ConfigError(f"{where} {key}: expected {_KIND_WORDS[kind]}, got {value!r}")
-    if kind == "float":
-        value = float(value)
-        if not math.isfinite(value):
-            raise ConfigError(f"{where} {key}: must be a finite number, got {value}")
-    if test is not None and not test[0](value):
-        raise ConfigError(f"{where} {key}: {test[1]}, got {value!r}")
-    return value
-
-
-def _table(where: str, table: Any, specs: dict[str, tuple[str, Any]]) -> dict[str, Any]:
-    """A TOML table checked against `specs`: unknown keys named with a suggestion."""
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where}: expected a table, got {table!r}")
-    out = {}
-    for key, value in table.items():
-        if key not in specs:
-            raise ConfigError(f"{where} {key}: unknown setting{_did_you_mean(key, specs)}")
-        out[key] = _checked(where, key, value, specs[key])
-    return out
-
-
-def experiment_config_from_dict(doc: dict, base_dir: Path = Path(".")) -> ExperimentConfig:
+def experiment_config_from_dict(doc: dict, base_dir: Path = Path("."), *, path: Path | None = None,
+                                text: str = "") -> ExperimentConfig:
     """Build the config from a TOML-shaped dict; relative paths resolve against `base_dir`.
 
     Sections: `[experiment]` (name, task, dataset, synthetic_dataset, synthetic_generator,
     out_dir, folds, seed, baseline, ...), `[model]`, `[training]`, `[hem]`, and either
     `[[conditions]]` tables or a `[grid]` (synthetic_counts, data_fractions, classic_augmentation).
-    Every key is type- and range-checked; an unknown section or key is a `ConfigError` naming
-    it, with a "did you mean" suggestion.
+    Every key is type- and range-checked by `core.config_schema`; one `ConfigError` lists every
+    unknown section or key (with a "did you mean" suggestion) and every bad value, each as
+    `FILE:LINE: section.key: reason` when `path` and the file's `text` are given.
     """
-    for section in doc:
-        if section not in SECTIONS:
-            raise ConfigError(f"[{section}]: unknown section{_did_you_mean(section, SECTIONS)} "
-                              f"(expected {', '.join(SECTIONS)})")
+    problems = Problems(path, text, "experiment config")
+    tables = check_tables(doc, EXPERIMENT_SCHEMA, problems, allow_extra_sections=("conditions",))
     flat: dict[str, Any] = {}
-    for section in ("experiment", "model", "training"):
-        flat.update(_table(f"[{section}]", doc.get(section, {}), _FLAT_KEYS))
-    if "dataset" not in flat or "name" not in flat:
-        raise ConfigError("[experiment] needs name and dataset")
-    if "arch" in flat and flat["arch"] not in SEGMENTERS:
-        raise ConfigError(f"arch: must be one of {', '.join(SEGMENTERS)}, got {flat['arch']!r}")
-    if "loss" in flat and flat["loss"] not in SEGMENTATION_LOSSES:
-        raise ConfigError(f"loss: must be one of {', '.join(SEGMENTATION_LOSSES)}, got {flat['loss']!r}")
-    if "classic_preset" in flat and flat["classic_preset"].upper() not in CLASSIC_PRESETS:
-        raise ConfigError(f"classic_preset: must be one of {', '.join(CLASSIC_PRESETS)}, got {flat['classic_preset']!r}")
+    for section in ("experiment", "model", "training"):  # only the keys given: defaults are ExperimentConfig's
+        given = doc.get(section) if isinstance(doc.get(section), dict) else {}
+        flat.update({k: v for k, v in tables[section].items() if k in given})
+    for key in ("name", "dataset"):
+        if key not in flat:
+            problems.add(f"experiment.{key}", "is required")
+    conditions: list[ConditionConfig] = []
+    if "conditions" in doc:
+        raw = doc["conditions"] if isinstance(doc["conditions"], list) else [doc["conditions"]]
+        for i, table in enumerate(raw):
+            where = f"conditions#{i + 1}"
+            if not isinstance(table, dict):
+                problems.add(where, f"must be a table ([[conditions]]), got {table!r}")
+                continue
+            values = check_table(table, _CONDITION_SETTINGS, where, problems)
+            if "name" in values:
+                conditions.append(ConditionConfig(**values))
+    elif "grid" in doc:
+        conditions = _grid_conditions(tables["grid"])
+    elif flat.get("task") == "hard_example_mining":
+        conditions = [ConditionConfig("pretrained"), ConditionConfig("hem_finetuned")]
+    else:
+        conditions = [ConditionConfig("real")]
+    problems.raise_if_any()
     if flat.get("device") == "auto":
         from lesion_studio.core.device import resolve_device
 
         flat["device"] = resolve_device("auto")
 
-    def path(value: str | None) -> Path | None:
+    def resolved(value: str | None) -> Path | None:
         if value is None:
             return None
         p = Path(value).expanduser()
         return p if p.is_absolute() else (base_dir / p).resolve()
 
-    flat["dataset"] = path(flat["dataset"])
-    flat["synthetic_dataset"] = path(flat.get("synthetic_dataset"))
-    flat["synthesis_checkpoint"] = path(flat.get("synthesis_checkpoint"))
-    flat["out_dir"] = path(flat.get("out_dir", f"experiments/{flat['name']}"))
-    if "conditions" in doc:
-        tables = doc["conditions"] if isinstance(doc["conditions"], list) else [doc["conditions"]]
-        conditions = []
-        for i, table in enumerate(tables):
-            values = _table(f"[[conditions]] #{i + 1}", table, _CONDITION_KEYS)
-            if "name" not in values:
-                raise ConfigError(f"[[conditions]] #{i + 1}: needs a name")
-            conditions.append(ConditionConfig(**values))
-    elif "grid" in doc:
-        grid = doc["grid"]
-        if not isinstance(grid, dict):
-            raise ConfigError(f"[grid]: expected a table, got {grid!r}")
-        for key, values in grid.items():
-            if key not in _GRID_KEYS:
-                raise ConfigError(f"[grid] {key}: unknown setting{_did_you_mean(key, _GRID_KEYS)}")
-            if not isinstance(values, list) or not values:
-                raise ConfigError(f"[grid] {key}: expected a non-empty list, got {values!r}")
-            for value in values:
-                _checked("[grid]", key, value, _GRID_KEYS[key])
-        conditions = _grid_conditions(grid)
-    elif flat.get("task") == "hard_example_mining":
-        conditions = [ConditionConfig("pretrained"), ConditionConfig("hem_finetuned")]
-    else:
-        conditions = [ConditionConfig("real")]
+    flat["dataset"] = resolved(flat["dataset"])
+    flat["synthetic_dataset"] = resolved(flat.get("synthetic_dataset"))
+    flat["synthesis_checkpoint"] = resolved(flat.get("synthesis_checkpoint"))
+    if flat.get("backbone_weights") is not None:
+        flat["backbone_weights"] = resolved(flat["backbone_weights"])
+    flat["out_dir"] = resolved(flat.get("out_dir") or f"experiments/{flat['name']}")
     flat["conditions"] = tuple(conditions)
-    flat.setdefault("baseline", conditions[0].name)
+    flat["baseline"] = flat.get("baseline") or (conditions[0].name if conditions else "real")
     if "hem" in doc:
-        flat["hem"] = HemConfig(**_table("[hem]", doc["hem"], _HEM_KEYS))
-    return ExperimentConfig(**flat)
+        flat["hem"] = HemConfig(**tables["hem"])
+    try:
+        return ExperimentConfig(**flat)
+    except ConfigError as exc:  # the rules that tie keys together (see ExperimentConfig)
+        problems.add("experiment", exc.reason)
+        raise problems.error() from None
 
 
 def load_experiment_config(path: str | Path) -> ExperimentConfig:
-    """Read an experiment TOML file (see `experiment_config_from_dict`); errors name the file."""
+    """Read an experiment TOML file (see `experiment_config_from_dict`); errors name the file and line."""
     path = Path(path)
+    doc, text = load_toml(path, what="experiment config")
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read experiment config: {exc}", path) from exc
-    try:
-        return experiment_config_from_dict(doc, path.parent)
-    except ConfigError as exc:
-        if exc.path is not None:
-            raise
-        raise ConfigError(exc.reason, path) from None
+        return experiment_config_from_dict(doc, path.parent, path=path, text=text)
     except ValueError as exc:  # resolve_device: "auto" with a broken torch install
         raise ConfigError(str(exc), path) from None
 
@@ -397,11 +423,27 @@ def normalize_image(image: np.ndarray) -> np.ndarray:
 
 
 def prepare(image: np.ndarray, mask: np.ndarray, size_px: int) -> tuple[np.ndarray, np.ndarray]:
-    """Resize to `size_px`² (bilinear image, nearest mask) and normalise the image."""
-    if image.shape != (size_px, size_px):
-        image = resize(image, (size_px, size_px), order=1, preserve_range=True, anti_aliasing=True)
-        mask = resize(mask.astype(np.float32), (size_px, size_px), order=0, preserve_range=True) > 0.5
-    return normalize_image(image), np.asarray(mask, bool)
+    """Resize to `size_px`² and normalise the image.
+
+    The image is area-averaged down / bilinear up; the mask keeps pixels covered at least half
+    and every lesion keeps at least one pixel (`core.geometry.crops.resize_mask`), so no small
+    lesion vanishes from the labels (an anti-aliased resize dropped every 3 px lesion at
+    1024² → 256²).
+    """
+    size = (size_px, size_px)
+    return normalize_image(resize_image(image, size)), resize_mask(np.asarray(mask, bool), size)
+
+
+def model_spacing_mm(dataset: Dataset, case: CaseRecord, size_px: int) -> tuple[float, float] | None:
+    """`(row_mm, col_mm)` of one pixel of `case` at the model size (`size_px`²), from the case's
+    own spacing and image size; None when the case has no valid spacing."""
+    from lesion_studio.core.geometry.size_modulation import valid_spacing
+
+    spacing = valid_spacing(dataset.spacing_for(case))
+    if spacing is None:
+        return None
+    h, w = dataset.read_image(case).shape
+    return (spacing[0] * h / size_px, spacing[1] * w / size_px)
 
 
 def load_cases(dataset: Dataset, cases: tuple[CaseRecord, ...], size_px: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -434,14 +476,44 @@ class ExperimentProgress:
     loss: float = float("nan")
 
 
+def synthetic_epoch_sample(n_synthetic: int, fraction: float, seed: int, epoch: int) -> np.ndarray:
+    """Which synthetic images (indices into the pool) train in `epoch` (P0 §IV-B: "5 % of
+    G(Isc) and G(Isf) were randomly selected" each epoch): `ceil(fraction · n)` of them, a
+    fresh draw per epoch, a function of (seed, epoch) only; all of them when `fraction` >= 1."""
+    if n_synthetic <= 0:
+        return np.zeros(0, dtype=np.int64)
+    if fraction >= 1.0:
+        return np.arange(n_synthetic)
+    k = min(n_synthetic, max(1, math.ceil(fraction * n_synthetic)))
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, int(epoch), 0x5EC])
+    return np.sort(rng.choice(n_synthetic, size=k, replace=False))
+
+
+def p0_rotation(image: np.ndarray, mask: np.ndarray, max_deg: float,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
+    """P0 §IV-B: rotate an image and its mask by U[−max_deg, max_deg] degrees about the centre
+    (image bilinear, border reflected; mask nearest): `(image, mask, angle_deg)`."""
+    from lesion_studio.core.classic_augment import ClassicParams, apply_params
+
+    angle = float(rng.uniform(-max_deg, max_deg))
+    out, out_mask = apply_params(image, mask, ClassicParams(rotation_deg=angle))
+    return out, out_mask, angle
+
+
 def train_segmenter(model: torch.nn.Module, images: list[np.ndarray], masks: list[np.ndarray],
                     val_images: list[np.ndarray], val_masks: list[np.ndarray], *, loss_name: str,
                     epochs: int, batch_size: int, lr: float, seed: int, device: str,
                     augment_preset: str | None = None, lr_patience: int = 10, min_lr: float = 5e-4,
-                    on_epoch: Callable[[int, float], None] | None = None, cancel: Any = None) -> torch.nn.Module:
+                    on_epoch: Callable[[int, float], None] | None = None, cancel: Any = None,
+                    n_synthetic: int = 0, synthetic_per_epoch: float = 1.0,
+                    rotation_deg: float = 0.0) -> torch.nn.Module:
     """Adam + ReduceLROnPlateau (×0.5, patience `lr_patience`, Δ 1e-4, min `min_lr`; P0 §IV-B),
-    h-flip always, P2/P4 classic augmentation when `augment_preset` is given; keeps the
-    weights of the lowest validation loss (training loss when there is no validation set)."""
+    h-flip always, P2/P4 classic augmentation when `augment_preset` is given, then P0's
+    rotation U[−`rotation_deg`, `rotation_deg`]; keeps the weights of the lowest validation
+    loss (training loss when there is no validation set).
+
+    The last `n_synthetic` of `images` are the synthetic pool: each epoch trains on every real
+    image plus a fresh `synthetic_per_epoch` share of the pool (`synthetic_epoch_sample`)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     loss_fn = build_loss(loss_name)
@@ -451,13 +523,15 @@ def train_segmenter(model: torch.nn.Module, images: list[np.ndarray], masks: lis
                                                        threshold_mode="abs", min_lr=min(min_lr, lr))
     recipe = classic_preset(augment_preset) if augment_preset else None
     best, best_state = math.inf, None
-    n = len(images)
+    n_real = len(images) - n_synthetic
     for epoch in range(epochs):
         if _cancelled(cancel):
             raise ExperimentCancelled()
         model.train()
         total = 0.0
-        order = rng.permutation(n)
+        pool = np.r_[np.arange(n_real), n_real + synthetic_epoch_sample(n_synthetic, synthetic_per_epoch, seed, epoch)]
+        order = pool[rng.permutation(len(pool))]
+        n = len(order)
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
             xs, ys = [], []
@@ -465,6 +539,8 @@ def train_segmenter(model: torch.nn.Module, images: list[np.ndarray], masks: lis
                 x, y = images[i], masks[i]
                 if recipe is not None:
                     x, y, _ = classic_augment(x, y, recipe, rng)
+                if rotation_deg > 0:
+                    x, y, _ = p0_rotation(x, y, rotation_deg, rng)
                 if rng.random() < 0.5:
                     x, y = x[:, ::-1], y[:, ::-1]
                 xs.append(np.ascontiguousarray(x))
@@ -525,13 +601,7 @@ def evaluate_probabilities(probs: np.ndarray, masks: list[np.ndarray], *, prob_t
     scale = shape[0] * shape[1] / (1024.0 * 1024.0)
     thr = np.array([thresholded_counts(p, g, min_fp_area_px=200 * scale) for p, g in zip(preds, masks)]).sum(0)
     dets = [detect_from_probability(p, min_prob) for p in probs]
-    boxes, scores = [d[0] for d in dets], [d[1] for d in dets]
-    gt_boxes = [masks_to_boxes(g) for g in masks]
-    curve = froc_curve(boxes, scores, gt_boxes)
-    sens = froc_sensitivities(curve, FROC_FP_RATES)
-    node = node21_score(boxes, scores, gt_boxes)
-    labels = np.array([g.any() for g in masks])
-    img = image_level_scores(labels, image_scores_from_boxes(scores))
+    detection = evaluate_detections([d[0] for d in dets], [d[1] for d in dets], masks)
     metrics = {
         "pixel_precision": pix["precision"], "pixel_recall": pix["recall"], "pixel_f1": pix["f1"],
         "pixel_f2": pix["f2"], "dice": mean_dice(preds, masks),
@@ -539,12 +609,64 @@ def evaluate_probabilities(probs: np.ndarray, masks: list[np.ndarray], *, prob_t
         "region_f2": reg["f2"], "region_tp": reg["tp"], "region_fn": reg["fn"], "region_fp": reg["fp"],
         "p2_precision": float(thr[0] / (thr[0] + thr[1])) if thr[0] + thr[1] else 0.0,
         "p2_recall": float(thr[0] / (thr[0] + thr[2])) if thr[0] + thr[2] else 0.0,
+        **detection["metrics"],
+    }
+    return {"metrics": metrics, "size_groups": size_group_recall(counts, shape), "froc": detection["froc"],
+            "froc_luna": detection["froc_luna"]}
+
+
+def evaluate_detections(boxes: list[np.ndarray], scores: list[np.ndarray], masks: list[np.ndarray]) -> dict[str, Any]:
+    """The detection metrics of one test set from any detector's boxes `(N, 4)` px and scores per
+    image, against the lesion boxes of `masks` (their components): FROC (both read-outs),
+    NODE21, mAP@50, image-level AUROC and accuracy (image score = its highest box score)."""
+    gt_boxes = [masks_to_boxes(g) for g in masks]
+    curve = froc_curve(boxes, scores, gt_boxes)
+    sens = froc_sensitivities(curve, FROC_FP_RATES)
+    luna = luna_froc(boxes, scores, [lesion_discs(g) for g in masks], FROC_FP_RATES)
+    node = node21_score(boxes, scores, gt_boxes)
+    labels = np.array([g.any() for g in masks])
+    img = image_level_scores(labels, image_scores_from_boxes(scores))
+    metrics = {
         "froc_auc": froc_auc(curve), "node21_score": node["node21_score"],
         "map50": average_precision(boxes, scores, gt_boxes, 0.5),
         "image_auc": img["image_auc"], "image_accuracy": img["image_accuracy"],
     }
     metrics.update({f"sens@{r:g}fp": v for r, v in sens.items()})
-    return {"metrics": metrics, "size_groups": size_group_recall(counts, shape), "froc": curve.to_dict()}
+    metrics["luna_cpm"] = luna.cpm
+    metrics.update({f"luna_sens@{r:g}fp": v for r, v in luna.sensitivities.items()})
+    return {"metrics": metrics, "froc": curve.to_dict(), "froc_luna": luna.to_dict()}
+
+
+def train_and_evaluate_box_detector(config: ExperimentConfig, train: tuple[list, list], val: tuple[list, list],
+                                    test: tuple[list, list], *, seed: int, augment_preset: str | None,
+                                    on_epoch: Callable[[int, float], None], cancel: Any) -> tuple[torch.nn.Module, dict]:
+    """Build (seeded), train and test `config.detector_name` on prepared `(images, masks)`; returns
+    the model and its record (the detection metrics; no pixel or region ones: boxes only).
+
+    Anchors come from the training boxes (`models.detectors.anchor_sizes_px`); lesion-free
+    images are negatives; the lowest box score kept is `min_prob`.
+    """
+    from lesion_studio.models.detector_training import WEIGHT_DECAY, predict_boxes, train_detector
+    from lesion_studio.models.detectors import anchor_sizes_px, box_sizes_px, build_detector
+
+    def stop() -> None:
+        if _cancelled(cancel):
+            raise ExperimentCancelled()
+
+    name, preset = config.detector_name, BACKBONES[config.detector_backbone]
+    anchors = anchor_sizes_px(box_sizes_px([masks_to_boxes(m) for m in train[1]]), preset.levels(name),
+                              preset.finest_stride(name))
+    torch.manual_seed(seed)  # the initial weights belong to the seed
+    model = build_detector(name, image_size_px=config.image_size_px, backbone=config.detector_backbone,
+                           anchors_px=anchors, score_thresh=config.min_prob, backbone_weights=config.backbone_weights)
+    train_detector(model, *train, *val, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, seed=seed,
+                   device=config.device, optimizer=config.detector_optimizer, weight_decay=WEIGHT_DECAY[name],
+                   augment_preset=augment_preset, lr_patience=config.lr_patience, min_lr=config.min_lr,
+                   on_epoch=on_epoch, stop=stop)
+    boxes, scores = predict_boxes(model, test[0], batch_size=config.batch_size, device=config.device)
+    record = evaluate_detections(boxes, scores, test[1])
+    record["anchors_px"] = list(model.anchors_px)
+    return model, record
 
 
 # -- the runner -------------------------------------------------------------------------------
@@ -560,54 +682,157 @@ def _write_json(path: Path, doc: dict) -> None:
     tmp.replace(path)
 
 
-def _synthetic_pairs(config: ExperimentConfig, condition: ConditionConfig, fold: Fold, real_images, real_masks,
-                     seed: int, dataset: Dataset | None = None, train_cases=()) -> list[tuple[np.ndarray, np.ndarray]]:
-    if condition.synthetic_count == 0:
-        return []
+def _model_path(out_dir: Path, condition: str, fold: int) -> Path:
+    return out_dir / "models" / _fold_path(out_dir, condition, fold).stem
+
+
+def held_out_patients(fold: Fold) -> set[str]:
+    """The fold's validation and test patients: no model or generator of the fold may learn from them."""
+    return {c.patient_id for c in fold.val + fold.test}
+
+
+def fold_generator(config: ExperimentConfig, dataset: Dataset, fold: Fold, fraction: float,
+                   train_cases: tuple[CaseRecord, ...], seed: int, cancel: Any = None) -> tuple[Path, frozenset[str], str]:
+    """The generator checkpoint a condition of `fold` synthesizes with, the patients it learned
+    from, and a note saying how it came to be.
+
+    `synthesis_checkpoint` a train TOML: a generator trained on `train_cases` only, one per
+    (fraction, fold), in `out_dir/generators/` (`models.fold_generators`). A checkpoint: used
+    as it is, after `refuse_leaking_generator` (`ConfigError` naming the patients it shares with
+    the fold's validation and test sets).
+    """
+    from lesion_studio.models.fold_generators import is_train_config, train_fold_generator
+    from lesion_studio.models.patient_isolation import checkpoint_patients, refuse_leaking_generator
+
+    source = Path(config.synthesis_checkpoint)
+    if is_train_config(source):
+        out = config.out_dir / "generators" / f"frac{fraction:g}__fold{fold.index}"
+        path = train_fold_generator(source, dataset, train_cases, out, seed=seed, device=config.device, cancel=cancel)
+        seen = frozenset(p for ids in (checkpoint_patients(path) or {}).values() for p in ids)
+        return path, seen, f"trained for this fold on its training patients from {source.name}"
+    seen = refuse_leaking_generator(source, {fold.index: held_out_patients(fold)})
+    return source, seen, f"checkpoint {source}"
+
+
+def synthetic_cases(config: ExperimentConfig, count: int, fraction: float, fold: Fold, dataset: Dataset,
+                    train_cases: tuple[CaseRecord, ...], images: list[np.ndarray], masks: list[np.ndarray], seed: int,
+                    cancel: Any = None) -> tuple[list[SyntheticCase], frozenset[str] | None, str]:
+    """`count` synthetic training cases at the model size, made only from `train_cases` (the
+    fold's training patients of the sampled fraction; `images`/`masks` are theirs, prepared),
+    the patients their generator learned from (None: no generator) and a note about it."""
+    if count == 0:
+        return [], None, "no synthetic images"
+    patients = [c.patient_id for c in train_cases]
+
+    def prepared(made: list[SyntheticCase]) -> list[SyntheticCase]:
+        return [SyntheticCase(*prepare(c.image, c.mask, config.image_size_px), c.patients) for c in made]
+
+    torch.manual_seed(seed)  # a generator's noise is part of the seed's promise too
     if config.synthetic_generator == "checkpoint":
-        source = CheckpointSynthesisSource(config.synthesis_checkpoint, config.device)
-        pairs = source.synthesize(dataset, list(train_cases), condition.synthetic_count, seed)
-        return [prepare(img, m, config.image_size_px) for img, m in pairs]
+        path, seen, note = fold_generator(config, dataset, fold, fraction, train_cases, seed, cancel)
+        made = CheckpointSynthesisSource(path, config.device).synthesize(dataset, list(train_cases), count, seed)
+        return prepared(made), seen, note
     if config.synthetic_generator == "phantom_painter":
-        painter = PhantomLesionPainter()
-        return painter.synthesize(real_images, real_masks, condition.synthetic_count, np.random.default_rng(seed))
-    excluded = {c.patient_id for c in fold.val + fold.test}
-    pairs = DatasetSyntheticSource(config.synthetic_dataset).select(condition.synthetic_count, excluded, seed)
-    return [prepare(img, m, config.image_size_px) for img, m in pairs]
+        made = PhantomLesionPainter().synthesize(images, masks, count, np.random.default_rng(seed), patients=patients)
+        return made, None, "phantom painter (no generator)"
+    made = DatasetSyntheticSource(config.synthetic_dataset).select(count, set(patients), seed)
+    if not made:
+        raise ConfigError(f"no case of the synthetic dataset comes from fold {fold.index}'s training patients "
+                          "(each case's patient_id must name the real patient its image was made from)",
+                          config.synthetic_dataset)
+    return prepared(made), None, ("not recorded: cases of the precomputed synthetic_dataset are limited to the "
+                                  "fraction's training patients, but who trained their generator is unknown")
+
+
+def save_segmenter(config: ExperimentConfig, model: torch.nn.Module, condition: str, fold: int,
+                   patients: dict[str, list[str]]) -> Path:
+    """The trained segmenter as `out_dir/models/<condition>__fold<k>` (safetensors + JSON), with
+    the patients it learned from; its path relative to `out_dir`."""
+    from lesion_studio.models.checkpoint import save_checkpoint
+
+    stem = save_checkpoint(_model_path(config.out_dir, condition, fold), family="segmenter",
+                           config={"arch": config.arch, "base_channels": config.base_channels, "depth": config.depth,
+                                   "norm": config.norm, "loss": config.loss, "image_size_px": config.image_size_px,
+                                   "experiment_config_hash": config.hash(), "condition": condition, "fold": fold},
+                           networks={"segmenter": model}, step=config.epochs, reason="final", patients=patients)
+    return stem.relative_to(config.out_dir)
+
+
+def save_box_detector(config: ExperimentConfig, model: torch.nn.Module, condition: str, fold: int,
+                      patients: dict[str, list[str]]) -> Path:
+    """The trained box detector as `out_dir/models/<condition>__fold<k>` (family "detector"), with
+    what rebuilds it (`models.detectors.build_detector`) and the patients it learned from."""
+    from lesion_studio.models.checkpoint import save_checkpoint
+
+    stem = save_checkpoint(_model_path(config.out_dir, condition, fold), family="detector",
+                           config={"detector": config.detector_name, "detector_backbone": config.detector_backbone,
+                                   "anchors_px": list(model.anchors_px), "image_size_px": config.image_size_px,
+                                   "num_classes": 2, "experiment_config_hash": config.hash(),
+                                   "condition": condition, "fold": fold},
+                           networks={"detector": model}, step=config.epochs, reason="final", patients=patients)
+    return stem.relative_to(config.out_dir)
 
 
 def run_fold(config: ExperimentConfig, dataset: Dataset, fold: Fold, condition: ConditionConfig, *,
              progress: Callable[[ExperimentProgress], None], cancel: Any, unit: int, total: int) -> dict:
-    """Train and evaluate one condition on one fold; returns the fold record."""
+    """Train and evaluate one condition on one fold; returns the fold record.
+
+    Raises `LeakageError` (naming the patients) before training when the fold's patient sets
+    are not isolated (`models.patient_isolation`); the record's `patients` holds them.
+    """
+    from lesion_studio.models.patient_isolation import FoldPatients, check_fold_isolation
+
     t0 = time.monotonic()
     seed = config.seed * 1000 + fold.index
     train_cases = sample_by_patient(fold.train, condition.data_fraction, seed)
     images, masks = load_cases(dataset, train_cases, config.image_size_px)
     val_images, val_masks = load_cases(dataset, fold.val, config.image_size_px)
     test_images, test_masks = load_cases(dataset, fold.test, config.image_size_px)
-    synthetic = _synthetic_pairs(config, condition, fold, images, masks, seed + 7, dataset, train_cases)
-    all_images = images + [s[0] for s in synthetic]
-    all_masks = masks + [s[1] for s in synthetic]
-    model = build_segmenter(config.arch, base_channels=config.base_channels, depth=config.depth, norm=config.norm)
+    synthetic, generator, note = synthetic_cases(config, condition.synthetic_count, condition.data_fraction, fold,
+                                                 dataset, train_cases, images, masks, seed + 7, cancel)
+    isolation = check_fold_isolation(FoldPatients(
+        fold.index, frozenset(c.patient_id for c in train_cases), frozenset(c.patient_id for c in fold.val),
+        frozenset(c.patient_id for c in fold.test), frozenset().union(*(s.patients for s in synthetic)),
+        generator, note), condition=condition.name)
+    all_images = images + [s.image for s in synthetic]
+    all_masks = masks + [s.mask for s in synthetic]
+    torch.manual_seed(seed)  # the initial weights belong to the seed (issue 14: reruns differed)
 
     def on_epoch(epoch: int, loss: float) -> None:
         progress(ExperimentProgress("epoch", condition.name, fold.index, unit, total,
                                     f"{condition.name} fold {fold.index} epoch {epoch + 1}/{config.epochs}",
                                     epoch + 1, loss))
 
-    train_segmenter(model, all_images, all_masks, val_images, val_masks, loss_name=config.loss,
-                    epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, seed=seed,
-                    device=config.device, augment_preset=config.classic_preset if condition.classic_augmentation else None,
-                    lr_patience=config.lr_patience, min_lr=config.min_lr, on_epoch=on_epoch, cancel=cancel)
-    probs = predict_probabilities(model, test_images, batch_size=config.batch_size, device=config.device)
-    record = evaluate_probabilities(probs, test_masks, prob_threshold=config.prob_threshold, min_prob=config.min_prob)
+    augment = config.classic_preset if condition.classic_augmentation else None
+    if config.box_detector:  # Faster R-CNN / RetinaNet (models.detectors) instead of the segmenter
+        model, record = train_and_evaluate_box_detector(config, (all_images, all_masks), (val_images, val_masks),
+                                                        (test_images, test_masks), seed=seed, augment_preset=augment,
+                                                        on_epoch=on_epoch, cancel=cancel)
+    else:
+        model = build_segmenter(config.arch, base_channels=config.base_channels, depth=config.depth, norm=config.norm)
+        train_segmenter(model, all_images, all_masks, val_images, val_masks, loss_name=config.loss,
+                        epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, seed=seed,
+                        device=config.device, augment_preset=augment, lr_patience=config.lr_patience,
+                        min_lr=config.min_lr, on_epoch=on_epoch, cancel=cancel, n_synthetic=len(synthetic),
+                        synthetic_per_epoch=config.synthetic_per_epoch, rotation_deg=config.rotation_deg)
+        probs = predict_probabilities(model, test_images, batch_size=config.batch_size, device=config.device)
+        record = evaluate_probabilities(probs, test_masks, prob_threshold=config.prob_threshold,
+                                        min_prob=config.min_prob)
     record.update({"condition": condition.name, "fold": fold.index, "config_hash": config.hash(),
-                   "n_train_real": len(images), "n_train_synthetic": len(synthetic), "n_val": len(val_images),
+                   "n_train_real": len(images), "n_train_synthetic": len(synthetic),
+                   "n_synthetic_per_epoch": len(synthetic) if config.box_detector else
+                   len(synthetic_epoch_sample(len(synthetic), config.synthetic_per_epoch, seed, 0)),
+                   "n_val": len(val_images),
                    "n_test": len(test_images), "test_cases": [c.case_id for c in fold.test],
-                   "seconds": time.monotonic() - t0})
+                   "patients": isolation, "seconds": time.monotonic() - t0})
+    if config.save_models:
+        save = save_box_detector if config.box_detector else save_segmenter
+        record["model_checkpoint"] = save(config, model, condition.name, fold.index,
+                                          {"train": isolation["train"], "val": isolation["val"]}).as_posix()
     record["_model"] = model  # not serialized; hard-example mining reuses the trained detector
     record["_data"] = (images, masks, test_images, test_masks)
     record["_train_cases"] = train_cases
+    record["_isolation"] = (generator, note)
     return record
 
 
@@ -681,19 +906,78 @@ def run_experiment(config: ExperimentConfig, *, progress: Callable[[ExperimentPr
     """
     from lesion_studio.core.output_folder import open_output_folder
 
+    from lesion_studio.models.determinism import deterministic_torch
+
     lock = open_output_folder(config.out_dir, kind="evaluate", force=force, key="experiment.out_dir")
     try:
-        return _run_experiment_locked(config, progress=progress, cancel=cancel, resume=resume)
+        with deterministic_torch(config.device, config.num_threads) as determinism:
+            return _run_experiment_locked(config, progress=progress, cancel=cancel, resume=resume,
+                                          determinism=determinism)
     finally:
         lock.release()
 
 
+#: How the two FROC read-outs of every fold are defined (written into results.json).
+FROC_READOUTS = {
+    "froc": "boxes matched to lesion boxes at IoU >= 0.2, greedy by score, a second hit on a lesion is a false "
+            "positive; sensitivity read as a step function (sens@Xfp) and froc_auc over 0.125-8 FP/image on a "
+            "log2 axis",
+    "froc_luna": "LUNA16-style: a detection hits a lesion when its box centre lies within the lesion's radius "
+                 "(half its moment diameter, centred on its centroid); extra hits on a lesion are ignored; "
+                 "sensitivity at 1/8..8 FP/image by linear interpolation (luna_sens@Xfp), luna_cpm = their mean",
+}
+
+
+def check_generator_before_training(config: ExperimentConfig, folds: list[Fold]) -> None:
+    """Refuse a generator checkpoint that saw any fold's validation or test patients, before
+    any fold trains (`ConfigError` naming the folds and patients)."""
+    from lesion_studio.models.fold_generators import is_train_config
+    from lesion_studio.models.patient_isolation import refuse_leaking_generator
+
+    uses = config.task == "hard_example_mining" or any(c.synthetic_count > 0 for c in config.conditions)
+    if uses and config.synthetic_generator == "checkpoint" and not is_train_config(config.synthesis_checkpoint):
+        refuse_leaking_generator(config.synthesis_checkpoint, {f.index: held_out_patients(f) for f in folds})
+
+
+def _isolation_summary(records: list[dict]) -> dict[str, Any]:
+    """The result file's `patient_isolation`: `leakage: none` only when every fold record says so."""
+    from lesion_studio.models.patient_isolation import NO_LEAKAGE, LeakageError
+
+    unchecked = [f"{r['condition']} fold {r['fold']}" for r in records
+                 if (r.get("patients") or {}).get("leakage") != NO_LEAKAGE]
+    if unchecked:
+        raise LeakageError(f"patient isolation was not checked for {', '.join(unchecked)}")
+    return {"leakage": NO_LEAKAGE, "checked": len(records),
+            "rule": "per condition x fold: no patient in two of train/val/test; synthetic images only from the "
+                    "fold's training patients of the sampled fraction; no generator trained on a validation or "
+                    "test patient (folds[*].patients lists the sets)"}
+
+
+def _headline(metrics: dict[str, float]) -> str:
+    """One fold's result in a progress line: region F1 (segmenter), else FROC AUC (box detector)."""
+    if "region_f1" in metrics:
+        return f"region F1 {metrics['region_f1']:.3f}"
+    return f"FROC AUC {metrics.get('froc_auc', float('nan')):.3f}"
+
+
+def check_detector_before_training(config: ExperimentConfig) -> None:
+    """Build the box detector once with its `backbone_weights`, so that a missing or foreign
+    weights file is refused (`ConfigError` naming the key) before any fold trains."""
+    if config.box_detector and config.backbone_weights is not None:
+        from lesion_studio.models.detectors import build_detector
+
+        build_detector(config.detector_name, image_size_px=config.image_size_px, backbone=config.detector_backbone,
+                       anchors_px=None, backbone_weights=config.backbone_weights)
+
+
 def _run_experiment_locked(config: ExperimentConfig, *, progress: Callable[[ExperimentProgress], None] | None,
-                           cancel: Any, resume: bool) -> dict:
+                           cancel: Any, resume: bool, determinism: dict[str, Any] | None = None) -> dict:
     """`run_experiment` while this process holds the results folder's lock."""
     progress = progress or (lambda event: None)
     dataset = load_dataset(config.dataset)
     folds = patient_folds(dataset.cases, config.folds, config.seed, config.val_fraction)
+    check_generator_before_training(config, folds)
+    check_detector_before_training(config)
     out_dir = config.out_dir
     if config.task == "hard_example_mining":
         from lesion_studio.models.hard_example_mining import run_hard_example_mining
@@ -709,7 +993,7 @@ def _run_experiment_locked(config: ExperimentConfig, *, progress: Callable[[Expe
                 path = _fold_path(out_dir, condition.name, fold.index)
                 if resume and path.exists():
                     saved = json.loads(path.read_text(encoding="utf-8"))
-                    if saved.get("config_hash") == config.hash():
+                    if saved.get("config_hash") == config.hash() and "patients" in saved:
                         records.append(saved)
                         unit += 1
                         progress(ExperimentProgress("skipped", condition.name, fold.index, unit, total,
@@ -725,15 +1009,16 @@ def _run_experiment_locked(config: ExperimentConfig, *, progress: Callable[[Expe
                 records.append(record)
                 unit += 1
                 progress(ExperimentProgress("evaluate", condition.name, fold.index, unit, total,
-                                            f"{condition.name} fold {fold.index}: "
-                                            f"region F1 {record['metrics']['region_f1']:.3f}"))
+                                            f"{condition.name} fold {fold.index}: {_headline(record['metrics'])}"))
     names = [c.name for c in config.conditions]
     summary, friedman = summarize(config.to_dict(), records, names, config.baseline)
     doc = {"format": RESULTS_FORMAT, "version": RESULTS_VERSION, "name": config.name, "task": config.task,
            "config": config.to_dict(), "config_hash": config.hash(), "conditions": names,
            "baseline": config.baseline, "folds": records, "summary": summary, "friedman": friedman,
            "froc_fp_rates": list(FROC_FP_RATES), "froc_auc_range": [0.125, 8.0],
-           "node21_auc": "image-level ROC AUC (highest box score per image)", **extra}
+           "node21_auc": "image-level ROC AUC (highest box score per image)", "froc_readouts": FROC_READOUTS,
+           "detector": detector_description(config.detector_name, config.detector_backbone, config.backbone_weights),
+           "patient_isolation": _isolation_summary(records), "determinism": determinism or {}, **extra}
     write_results(out_dir, doc)
     progress(ExperimentProgress("done", "", -1, len(records), len(records), f"results in {out_dir / RESULTS_FILE}"))
     return doc

@@ -6,6 +6,10 @@ engine, maps the image's units to the model's range (the checkpoint's, or the im
 robust range when the units differ — recorded in provenance), runs the generator and hands
 the patch back in image units. The engine (`core/synthesis_engine.py`) does every crop and
 paste, the same for learned and classical methods.
+
+Shape generators (the P3 DCGAN, P4's M-SG) draw masks through `load_shape_sampler`; P4's
+pair generators (B-SG, and MC-SG = M-SG masks → C-SG images) through `load_pair_sampler`.
+StyleGAN2 checkpoints sample with the EMA generator and their stored noise maps.
 """
 
 from __future__ import annotations
@@ -21,23 +25,26 @@ from lesion_studio.core.errors import CheckpointError, ConfigError
 from lesion_studio.core.geometry.crops import resize_image, resize_mask
 from lesion_studio.core.geometry.shape_cleanup import clean_shape
 from lesion_studio.core.intensity import CT_AIR_THRESHOLD_HU, IntensityMapping, mapping_for_range
-from lesion_studio.core.model_catalog import MODES_BY_FAMILY, modes_of_checkpoint
+from lesion_studio.core.model_catalog import MODES_BY_FAMILY, SHAPE_FAMILIES, modes_of_checkpoint
 from lesion_studio.core.synthesis_backend import Patch
 from lesion_studio.core.synthesis_engine import SynthesisEngine, SynthesisResult, native_patch_geometry
 from lesion_studio.core.synthesis_plan import SynthesisPlan
 from lesion_studio.models.checkpoint import build_checked, load_checkpoint
-from lesion_studio.models.config import TrainConfig
+from lesion_studio.models.config import STYLEGAN2_FAMILIES, TrainConfig
 from lesion_studio.models.data import Normalizer
 from lesion_studio.models.networks import build_generator
+from lesion_studio.models.networks.pix2pix import class_condition
+from lesion_studio.models.presets import upgrade_sidecar_config
 
 IMAGE_FAMILIES = ("texture", "outpaint", "cascade", "pix2pix")
 __all__ = ["GeneratorBackend", "ShapeSampler", "SynthesisEngine", "SynthesisResult", "load_shape_sampler",
-           "load_synthesizer", "IMAGE_FAMILIES", "CLASSICAL_FAMILIES"]
+           "load_synthesizer", "IMAGE_FAMILIES", "CLASSICAL_FAMILIES", "SHAPE_FAMILIES", "PairSampler",
+           "load_pair_sampler"]
 
 
 class ShapeSampler:
-    """A trained P3 shape generator: `sample(n, seed)` → `(n, 128, 128)` bool masks, each
-    cleaned (largest component, holes filled, smooth edge)."""
+    """A trained shape generator (P3 DCGAN or P4 M-SG): `sample(n, seed)` → `(n, P, P)` bool
+    masks (P3: 128), each cleaned (largest component, holes filled, smooth edge)."""
 
     def __init__(self, generator: torch.nn.Module, z_dim: int, device: torch.device, identity: dict) -> None:
         self.generator, self.z_dim, self.device, self.identity = generator, z_dim, device, identity
@@ -48,6 +55,64 @@ class ShapeSampler:
         z = torch.randn(n, self.z_dim, generator=g).to(self.device)
         raw = (self.generator(z)[:, 0] > 0).cpu().numpy()
         return np.stack([clean_shape(m) if m.any() else m for m in raw])
+
+
+class StyleGAN2Sampling(torch.nn.Module):
+    """A StyleGAN2 generator as samplers call it: `(z[, cond])` → output, with the stored
+    noise maps (so a sample is a function of its seed) and truncation ψ (1: none)."""
+
+    def __init__(self, generator: torch.nn.Module, psi: float = 1.0) -> None:
+        super().__init__()
+        self.generator, self.psi = generator, float(psi)
+
+    def forward(self, z: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        return self.generator(z, cond, psi=self.psi, noise_mode="const")
+
+
+class PairSampler:
+    """Image + mask pairs from P4's generators: B-SG alone, or MC-SG (P4 §3.3: M-SG masks,
+    cleaned like every generated shape, condition C-SG). `sample(n, seed)` →
+    `(images (n, P, P) float32 in image units, masks (n, P, P) bool)`.
+
+    `clean`: pass each non-empty mask through `clean_shape` (one solid lesion). MC-SG cleans
+    before conditioning, so image and mask agree; B-SG draws both at once, so its cleaned mask
+    may drop specks the image still shows. False keeps the thresholded masks (several lesions).
+    """
+
+    def __init__(self, mode: str, generators: dict[str, torch.nn.Module], z_dims: dict[str, int],
+                 normalizer: Normalizer, patch_px: int, device: torch.device, identity: dict, *,
+                 clean: bool = True) -> None:
+        if mode not in ("bsg", "mcsg"):
+            raise ValueError(f"mode must be 'bsg' or 'mcsg', got {mode!r}")
+        self.mode, self.generators, self.z_dims = mode, generators, z_dims
+        self.normalizer, self.patch_px, self.device = normalizer, int(patch_px), device
+        self.identity, self.clean = identity, clean
+
+    def _units(self, images: np.ndarray) -> np.ndarray:
+        """StyleGAN2's linear output, clipped to the training range [-1, 1], in image units."""
+        return self.normalizer.to_units(np.clip(images, -1.0, 1.0))
+
+    def _clean(self, masks: np.ndarray) -> np.ndarray:
+        if not self.clean:
+            return masks
+        return np.stack([clean_shape(m) if m.any() else m for m in masks])
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        g = torch.Generator().manual_seed(int(seed))
+        if self.mode == "bsg":
+            z = torch.randn(n, self.z_dims["joint"], generator=g).to(self.device)
+            out = self.generators["joint"](z).float().cpu().numpy()
+            return self._units(out[:, 0]), self._clean(out[:, 1] > 0)
+        z_mask = torch.randn(n, self.z_dims["mask"], generator=g).to(self.device)
+        z_image = torch.randn(n, self.z_dims["cond"], generator=g).to(self.device)
+        raw = (self.generators["mask"](z_mask)[:, 0] > 0).cpu().numpy()
+        masks = self._clean(raw)
+        if masks.shape[-1] != self.patch_px:
+            masks = np.stack([resize_mask(m, (self.patch_px, self.patch_px)) for m in masks])
+        cond = torch.from_numpy(masks[:, None].astype(np.float32) * 2 - 1).to(self.device)
+        images = self.generators["cond"](z_image, cond)[:, 0].float().cpu().numpy()
+        return self._units(images), masks
 
 
 class GeneratorBackend:
@@ -61,8 +126,11 @@ class GeneratorBackend:
     learned = True
 
     def __init__(self, family: str, generator: torch.nn.Module, normalizer: Normalizer, patch_px: int,
-                 device: torch.device, identity: dict, *, intensity: str = "auto", modes: tuple[str, ...] | None = None) -> None:
+                 device: torch.device, identity: dict, *, intensity: str = "auto", modes: tuple[str, ...] | None = None,
+                 condition_classes: int = 0) -> None:
         self.family = family
+        # a multi-class pix2pix (P2 §4) gets its footprint as class 1: a request names no class
+        self.condition_classes = int(condition_classes)
         self.generator = generator
         self.normalizer = normalizer
         self.patch_px = int(patch_px)
@@ -113,8 +181,8 @@ class GeneratorBackend:
         x = torch.from_numpy(crops[:, None]).to(self.device)
         m = torch.from_numpy(regions[:, None].astype(np.float32)).to(self.device)
         if self.family == "pix2pix":
-            cond = torch.from_numpy(conds[:, None].astype(np.float32)).to(self.device) * 2 - 1
-            out = self.generator(cond)
+            cond = class_condition(torch.from_numpy(conds[:, None].astype(np.float32)), self.condition_classes)
+            out = self.generator(cond.to(self.device))
         else:
             _, refined = self.generator(x, m)
             out = refined * m + x * (1 - m)
@@ -128,23 +196,63 @@ def _identity(ck) -> dict:
 
 
 def _generator_from(ck, device: torch.device) -> tuple[torch.nn.Module, Any]:
+    """The generator of a checkpoint and its model config; StyleGAN2 families sample with the
+    EMA of G's weights (StyleGAN2), the others with G itself."""
     try:
-        config = TrainConfig.from_dict(ck.meta["config"])
+        config = TrainConfig.from_dict(upgrade_sidecar_config(ck.meta["config"]))  # pre-preset texture: paper layout
     except (ConfigError, KeyError, TypeError) as exc:
         raise CheckpointError(f"the checkpoint's config cannot be read: {exc}", ck.path) from exc
-    if "generator" not in ck.weights:
-        raise CheckpointError(f"the checkpoint has no weights for 'generator' (it has {sorted(ck.weights)})", ck.path)
-    generator = build_checked(build_generator, config.model, ck.weights["generator"], name="generator",
+    name = "generator_ema" if ck.family in STYLEGAN2_FAMILIES else "generator"
+    if name not in ck.weights:
+        raise CheckpointError(f"the checkpoint has no weights for {name!r} (it has {sorted(ck.weights)})", ck.path)
+    generator = build_checked(build_generator, config.model, ck.weights[name], name=name,
                               path=ck.path.with_name(ck.path.name + ".json"))
     return generator.to(device).eval(), config.model
 
 
-def load_shape_sampler(checkpoint: str | Path, device: str = "cpu") -> ShapeSampler:
-    """A trained shape generator (P3 §III-A) for `generator` mask sources."""
+def load_shape_sampler(checkpoint: str | Path, device: str = "cpu", *, psi: float = 1.0) -> ShapeSampler:
+    """A trained shape generator (P3 §III-A DCGAN, or P4's M-SG with truncation `psi`) for
+    `generator` mask sources."""
     dev = torch.device(device)
-    ck = load_checkpoint(checkpoint, family="shape", device="cpu")
+    ck = load_checkpoint(checkpoint, device="cpu")
+    if ck.family not in SHAPE_FAMILIES:
+        raise CheckpointError(f"this is a {ck.family!r} checkpoint; a shape generator "
+                              f"({' or '.join(SHAPE_FAMILIES)}) is needed here", ck.path)
     generator, model = _generator_from(ck, dev)
+    if ck.family == "stylegan2-mask":
+        generator = StyleGAN2Sampling(generator, psi)
     return ShapeSampler(generator, model.z_dim, dev, _identity(ck))
+
+
+def load_pair_sampler(
+    checkpoint: str | Path, device: str = "cpu", *, cond_checkpoint: str | Path | None = None,
+    psi: float = 1.0, clean: bool = True,
+) -> PairSampler:
+    """Generated image + mask pairs (P4): a `stylegan2-joint` checkpoint (B-SG), or a
+    `stylegan2-mask` checkpoint with a `stylegan2-cond` `cond_checkpoint` (MC-SG)."""
+    dev = torch.device(device)
+    first = load_checkpoint(checkpoint, device="cpu")
+    if first.family == "stylegan2-joint" and cond_checkpoint is None:
+        parts = {"joint": first}
+    elif first.family == "stylegan2-mask" and cond_checkpoint is not None:
+        parts = {"mask": first, "cond": load_checkpoint(cond_checkpoint, family="stylegan2-cond", device="cpu")}
+    else:
+        raise CheckpointError(
+            f"a {first.family!r} checkpoint{' with cond_checkpoint' if cond_checkpoint else ''} gives no pairs: "
+            "use a stylegan2-joint checkpoint alone (B-SG) or a stylegan2-mask one with a stylegan2-cond "
+            "cond_checkpoint (MC-SG)", first.path)
+    generators, z_dims, patch_px = {}, {}, 0
+    for role, ck in parts.items():
+        generator, model = _generator_from(ck, dev)
+        generators[role], z_dims[role] = StyleGAN2Sampling(generator, psi), model.z_dim
+        patch_px = model.patch_px  # the image generator's (joint, or cond: listed last)
+    image_ck = parts.get("cond", parts.get("joint"))
+    norm = image_ck.meta.get("normalization") or {}
+    if "lo" not in norm or "hi" not in norm:
+        raise CheckpointError("the checkpoint records no intensity normalisation", image_ck.path)
+    identity = {role: _identity(ck) for role, ck in parts.items()}
+    return PairSampler("mcsg" if "cond" in parts else "bsg", generators, z_dims,
+                       Normalizer(float(norm["lo"]), float(norm["hi"])), patch_px, dev, identity, clean=clean)
 
 
 def load_synthesizer(
@@ -162,16 +270,20 @@ def load_synthesizer(
         return SynthesisEngine(classical_backend(str(checkpoint)), shape_sampler=sampler)
     dev = torch.device(device)
     ck = load_checkpoint(checkpoint, device="cpu")
-    if ck.family not in IMAGE_FAMILIES:
+    if ck.family in SHAPE_FAMILIES:
         raise CheckpointError(
             f"a {ck.family!r} checkpoint draws masks, not images; load it with load_shape_sampler "
             f"or pass it as shape_checkpoint=", ck.path,
         )
+    if ck.family not in IMAGE_FAMILIES:
+        raise CheckpointError(f"a {ck.family!r} checkpoint generates whole image + mask pairs, it does not fill "
+                              "a hole; load it with load_pair_sampler", ck.path)
     generator, model = _generator_from(ck, dev)
     norm = ck.meta.get("normalization") or {}
     if "lo" not in norm or "hi" not in norm:
         raise CheckpointError("the checkpoint records no intensity normalisation", ck.path)
     backend = GeneratorBackend(ck.family, generator, Normalizer(float(norm["lo"]), float(norm["hi"])),
                                model.patch_px, dev, _identity(ck), intensity=intensity,
-                               modes=modes_of_checkpoint(ck.family, ck.meta))
+                               modes=modes_of_checkpoint(ck.family, ck.meta),
+                               condition_classes=getattr(model, "condition_classes", 0))
     return SynthesisEngine(backend, shape_sampler=sampler)

@@ -54,6 +54,7 @@ class ValidationEvent:
     step: int
     metrics: dict[str, float]
     is_best: bool
+    criterion: str = ""  # what `is_best` was judged by (models/selection.py); "": no selection
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,15 +74,25 @@ class CheckpointEvent:
 
 
 @dataclass(frozen=True)
+class NoteEvent:
+    """Something the user should know about this run that is no loss or metric, e.g.
+    "FID/KID unavailable: <reason>" (written to the console and the job log)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class TrainFinished:
     step: int
     cancelled: bool
     checkpoint: str
     best_checkpoint: str | None
     best_metrics: dict[str, float]
+    selection: dict = field(default_factory=dict)  # Selection.summary: criterion, best_step, best_value, ...
 
 
-Event = Union[PhaseEvent, TrainStarted, StepEvent, ValidationEvent, SampleEvent, CheckpointEvent, TrainFinished]
+Event = Union[PhaseEvent, TrainStarted, StepEvent, ValidationEvent, SampleEvent, CheckpointEvent, NoteEvent,
+              TrainFinished]
 Callback = Callable[[Event], None]
 
 
@@ -156,6 +167,8 @@ class ConsoleProgress:
             self._write(f"step {event.step}: validation {text}{' (best)' if event.is_best else ''}")
         elif isinstance(event, CheckpointEvent):
             self._write(f"step {event.step}: {event.reason} checkpoint {event.path}")
+        elif isinstance(event, NoteEvent):
+            self._write(event.text)
         elif isinstance(event, TrainFinished):
             if self._bar is not None:
                 self._bar.n = event.step
@@ -175,6 +188,8 @@ class ConsoleProgress:
             text = f"step {event.step}: validation {metrics}{' (best)' if event.is_best else ''}"
         elif isinstance(event, CheckpointEvent):
             text = f"step {event.step}: {event.reason} checkpoint {event.path}"
+        elif isinstance(event, NoteEvent):
+            text = event.text
         elif isinstance(event, TrainFinished):
             text = ("cancelled" if event.cancelled else "finished") + f" at step {event.step}: {event.checkpoint}"
         else:

@@ -1,12 +1,17 @@
 """Where the "real + synthetic" condition's synthetic training images come from.
 
+Every source returns `SyntheticCase`s that carry the patient ids they derive from (the real
+image, the mask bank's lesions), so the experiment can check and record patient isolation.
+
 * `DatasetSyntheticSource`: a folder of already-synthesized images in the dataset format
-  (what batch export writes); cases whose `patient_id` belongs to the fold's validation or
-  test patients are never used, so no test patient leaks into training.
+  (what batch export writes), whose `patient_id` names the real patient each image was made
+  from; only cases of the allowed patients (the fold's training patients of the sampled
+  fraction) are used.
 * `PhantomLesionPainter`: a CHEAP STAND-IN, not a GAN: it pastes phantom-style lesions
   (`core.phantom.lesion_shape` outlines, a dense centre fading to the edge) onto real
-  training images at requested diameters. Tests and tutorials use it; real studies use a
-  trained generator through batch export.
+  training images at requested diameters (P3's moment diameter, the size control's
+  definition). Tests and tutorials use it; real studies use a trained generator.
+* `CheckpointSynthesisSource`: a trained generator run in-process.
 """
 
 from __future__ import annotations
@@ -19,7 +24,18 @@ import numpy as np
 from scipy import ndimage
 
 from lesion_studio.core.dataset import load_dataset
+from lesion_studio.core.geometry.size_modulation import moment_diameter
 from lesion_studio.core.phantom import lesion_shape
+
+
+@dataclass(frozen=True)
+class SyntheticCase:
+    """One synthetic training image: `image` `(H, W)` float32, `mask` `(H, W)` bool, and the
+    ids of every patient it was made from (its base image, the lesion shapes it may carry)."""
+
+    image: np.ndarray
+    mask: np.ndarray
+    patients: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -28,13 +44,14 @@ class DatasetSyntheticSource:
 
     root: Path
 
-    def select(self, n: int, excluded_patients: set[str], seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Up to `n` `(image float32, mask bool)` pairs, none from `excluded_patients`."""
+    def select(self, n: int, allowed_patients: set[str] | frozenset[str], seed: int) -> list[SyntheticCase]:
+        """Up to `n` cases, only those whose `patient_id` is in `allowed_patients`."""
         ds = load_dataset(self.root)
-        cases = [c for c in ds.cases if c.patient_id not in excluded_patients]
+        cases = [c for c in ds.cases if c.patient_id in allowed_patients]
         rng = np.random.default_rng(seed)
         chosen = rng.permutation(len(cases))[:n]
-        return [(ds.read_image(cases[i]), ds.read_mask(cases[i])) for i in sorted(chosen)]
+        return [SyntheticCase(ds.read_image(cases[i]), ds.read_mask(cases[i]), frozenset({cases[i].patient_id}))
+                for i in sorted(chosen)]
 
 
 @dataclass(frozen=True)
@@ -48,7 +65,8 @@ class PhantomLesionPainter:
 
     def paint(self, image: np.ndarray, mask: np.ndarray, diameter_px: float, rng: np.random.Generator,
               location: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """One new lesion of `diameter_px` at a free spot (inside `location` when given)."""
+        """One new lesion whose moment diameter (P3 d_init) is about `diameter_px`, at a free
+        spot (inside `location` when given)."""
         image = np.asarray(image, np.float32).copy()
         mask = np.asarray(mask, bool).copy()
         h, w = image.shape
@@ -63,8 +81,13 @@ class PhantomLesionPainter:
             return image, mask
         r, c = candidates[int(rng.integers(len(candidates)))]
         harmonics = np.stack([rng.uniform(0, 0.08, 3), rng.uniform(0, 2 * math.pi, 3)], axis=1)
-        shape, rho = lesion_shape(max(h, w), (r + 0.5, c + 0.5), radius, float(rng.uniform(1.0, 1.3)),
-                                  float(rng.uniform(0, math.pi)), harmonics)
+        elongation, angle = float(rng.uniform(1.0, 1.3)), float(rng.uniform(0, math.pi))
+        shape, rho = lesion_shape(max(h, w), (r + 0.5, c + 0.5), radius, elongation, angle, harmonics)
+        if shape.any() and diameter_px >= 2.0:  # one correction: the moment diameter is the size
+            measured = moment_diameter(shape)
+            if measured > 0:
+                radius *= diameter_px / measured
+                shape, rho = lesion_shape(max(h, w), (r + 0.5, c + 0.5), radius, elongation, angle, harmonics)
         shape = shape[:h, :w] & ~mask
         rho = rho[:h, :w]
         sd = float(image.std()) or 1.0
@@ -74,18 +97,32 @@ class PhantomLesionPainter:
         return image, mask | shape
 
     def synthesize(self, images: list[np.ndarray], masks: list[np.ndarray], n: int, rng: np.random.Generator,
-                   diameters_px: np.ndarray | None = None, default_diameter_px: tuple[float, float] = (3.0, 8.0),
-                   ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """`n` synthetic pairs: each takes a random real image and paints one lesion whose
-        diameter is drawn uniformly from `diameters_px` (P3 §III-D) or from a uniform range."""
+                   *, patients: list[str], diameters_px: np.ndarray | None = None,
+                   diameters_mm: np.ndarray | None = None, pixel_mm: list[float | None] | None = None,
+                   default_diameter_px: tuple[float, float] = (3.0, 8.0), draw: bool = True) -> list[SyntheticCase]:
+        """`n` synthetic cases: each takes a random real image (of patient `patients[k]`) and
+        paints one lesion whose diameter is drawn uniformly from `diameters_mm` (converted with
+        that image's own `pixel_mm[k]`; `diameters_px[j]` stands in for `diameters_mm[j]` on an
+        image without spacing), from `diameters_px` (P3 §III-D), or from a range. `draw=False`: the
+        i-th case takes the i-th diameter instead (they were drawn already)."""
+        if len(patients) != len(images):
+            raise ValueError("one patient id per image is needed")
         out = []
-        for _ in range(n):
+        for i in range(n):
             k = int(rng.integers(len(images)))
-            if diameters_px is not None and len(diameters_px):
-                d = float(diameters_px[int(rng.integers(len(diameters_px)))])
+            drawn = diameters_mm if diameters_mm is not None else diameters_px
+            if drawn is not None and len(drawn):
+                j = int(rng.integers(len(drawn))) if draw else i % len(drawn)
+                if diameters_mm is not None and pixel_mm is not None and pixel_mm[k]:
+                    d = float(diameters_mm[j]) / float(pixel_mm[k])
+                elif diameters_px is not None:
+                    d = float(diameters_px[j])
+                else:
+                    raise ValueError(f"image {k} has no pixel spacing to convert diameters in mm")
             else:
                 d = float(rng.uniform(*default_diameter_px))
-            out.append(self.paint(images[k], masks[k], d, rng))
+            image, mask = self.paint(images[k], masks[k], d, rng)
+            out.append(SyntheticCase(image, mask, frozenset({patients[k]})))
         return out
 
 
@@ -95,13 +132,21 @@ class CheckpointSynthesisSource:
     synthetic image a random training case is taken, `plan_augmentation` plans its P0 steps
     (new lesions from a mask bank of the fold's training lesions, sizes drawn from
     `diameters_mm` when given, P3 §III-D) and the synthesizer applies them in order.
-    Returns images in the dataset's units; the runner resizes and normalises them."""
+    Returns images in the dataset's units; the runner resizes and normalises them. Each case
+    names its image's patient and the patients of the mask bank (any of its lesions may be
+    drawn); `generator_patients` reads the ones the checkpoint was trained on."""
 
     checkpoint: Path | str
     device: str = "cpu"
     remove_method: str = "auto-fill"  # removal steps when the checkpoint does not remove (SPEC §4.1)
 
-    def synthesize(self, dataset, cases, n: int, seed: int, *, diameters_mm=None) -> list[tuple[np.ndarray, np.ndarray]]:
+    def generator_patients(self) -> dict[str, list[str]] | None:
+        """`{"train": [...], "val": [...]}` from the checkpoint's metadata; None when unrecorded."""
+        from lesion_studio.models.patient_isolation import checkpoint_patients
+
+        return checkpoint_patients(self.checkpoint)
+
+    def synthesize(self, dataset, cases, n: int, seed: int, *, diameters_mm=None) -> list[SyntheticCase]:
         from lesion_studio.core.augmentation_plan import plan_augmentation
         from lesion_studio.core.mask_bank import MaskBank
         from lesion_studio.models.inference import load_synthesizer
@@ -113,6 +158,7 @@ class CheckpointSynthesisSource:
         lesion_cases = [c for c in cases if c.has_lesion]
         if not lesion_cases:
             raise ValueError("in-process synthesis needs training cases with lesion masks for its mask bank")
+        bank_patients = frozenset(c.patient_id for c in lesion_cases)
         bank = MaskBank.from_masks([dataset.read_mask(c) for c in lesion_cases],
                                    spacings_mm=[dataset.spacing_for(c) for c in lesion_cases],
                                    sources=[c.case_id for c in lesion_cases])
@@ -129,5 +175,6 @@ class CheckpointSynthesisSource:
                 engine = remover if step.request.mode == "remove" else synth
                 result = engine(image, step.request, lesion_mask=mask, bank=bank, spacing_mm=spacing)
                 image, mask = result.image, result.mask
-            out.append((np.asarray(image, np.float32), np.asarray(mask, bool)))
+            out.append(SyntheticCase(np.asarray(image, np.float32), np.asarray(mask, bool),
+                                     bank_patients | {case.patient_id}))
         return out

@@ -1,6 +1,6 @@
 """One training loop for every generator family; each family plugs in a step strategy.
 
-A strategy (`ShapeStep`, `TextureStep`, `CascadeStep`, `Pix2PixStep`) owns its networks,
+A strategy (`ShapeStep`, `TextureStep`, `CascadeStep`, `Pix2PixStep`, `StyleGAN2Step`) owns its networks,
 optimizers, schedulers and losses and runs one iteration in `optimize_parameters` (pix2pix's
 pattern). The `Trainer` around it does everything else: data, AMP, channels_last, compile,
 DDP, validation (masked-region PSNR/SSIM), sample images, progress events, periodic / best /
@@ -12,6 +12,7 @@ Entry point: `train(config, callback=..., cancel=..., resume=...)` or `Trainer(.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import math
 import time
@@ -30,7 +31,9 @@ from lesion_studio.core.errors import CheckpointError, ConfigError
 from lesion_studio.models import distributed
 from lesion_studio.core.export.atomic import TempJournal, remove_stale_temps
 from lesion_studio.core.output_folder import open_output_folder
-from lesion_studio.models.checkpoint import load_checkpoint, remove_checkpoint, save_checkpoint, stem_of
+from lesion_studio.models.checkpoint import (
+    load_checkpoint, remove_checkpoint, save_checkpoint, stem_of, update_sidecar,
+)
 from lesion_studio.models.config import TrainConfig
 from lesion_studio.models.data import (
     Normalizer,
@@ -43,12 +46,25 @@ from lesion_studio.models.data import (
     split_cases,
 )
 from lesion_studio.models.losses import AdversarialLoss, build_vgg_term, l1
-from lesion_studio.models.metrics import quality
+from lesion_studio.models.metrics import fid, inception_unavailable, kid, lesion_contrast, quality
 from lesion_studio.models.networks import build_discriminator, build_generator
+from lesion_studio.models.networks.pix2pix import class_condition
+from lesion_studio.models.presets import is_pre_preset_sidecar, resolve_preset
+from lesion_studio.models.runtime import free_cores
+from lesion_studio.models.selection import IMAGE_FAMILIES, SelectionJudge, validation_blur
+from lesion_studio.models.stylegan2_losses import (
+    PathLengthPenalty,
+    draw_crossover,
+    ema_beta,
+    lazy_adam_settings,
+    r1_penalty,
+    update_ema,
+)
 from lesion_studio.models.progress import (
     Callback,
     CancelToken,
     CheckpointEvent,
+    NoteEvent,
     PhaseEvent,
     SampleEvent,
     StepEvent,
@@ -132,6 +148,18 @@ class FamilyStep:
     def generate(self, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """Model-range output for a batch (eval mode): the composited patch, or G's image."""
         raise NotImplementedError
+
+    def notes(self) -> list[str]:
+        """Lines the run reports once before its first step (`NoteEvent`), e.g. a missing metric."""
+        return []
+
+    def validation_metrics(self, val: PatchSet) -> dict[str, float] | None:
+        """The family's own validation metrics, or None for the trainer's paired ones."""
+        return None
+
+    def sample_grid(self, patches: PatchSet, n: int) -> tuple[np.ndarray, tuple[str, ...]] | None:
+        """The family's own sample images `(3k, H, W)` and titles, or None for input/generated/target."""
+        return None
 
 
 class ShapeStep(FamilyStep):
@@ -288,13 +316,13 @@ class CascadeStep(FamilyStep):
 
 
 class Pix2PixStep(FamilyStep):
-    """P2 §3.1: cGAN (log-loss) + λ·L1, λ = 100; D sees [mask, image]."""
+    """P2 §3.1: cGAN (log-loss) + λ·L1, λ = 100; D sees [condition, image]; the condition is
+    the mask, or one channel per lesion class (`condition_classes`, P2 §4)."""
 
     family = "pix2pix"
 
-    @staticmethod
-    def condition(masks: torch.Tensor) -> torch.Tensor:
-        return masks * 2.0 - 1.0  # the mask in the model's [-1, 1] range
+    def condition(self, masks: torch.Tensor) -> torch.Tensor:
+        return class_condition(masks, self.model.condition_classes)  # in the model's [-1, 1] range
 
     def optimize_parameters(self, images, masks, step):
         cond = self.condition(masks)
@@ -319,12 +347,171 @@ class Pix2PixStep(FamilyStep):
         return self.generator(self.condition(masks)).float()
 
 
+class StyleGAN2Step(FamilyStep):
+    """P4 §3 B-SG / M-SG / C-SG: StyleGAN2's non-saturating logistic loss, lazy R1, optional
+    lazy path length, style mixing, and an EMA of G that validation and sampling use
+    (`models/stylegan2_losses.py`). One G forward per step serves the D and the G update."""
+
+    family = "stylegan2"
+
+    def __init__(self, model, total_steps, device, autocast) -> None:
+        super().__init__(model, total_steps, device, autocast)
+        self.family = model.family
+        self.generator_ema = copy.deepcopy(self.generator).requires_grad_(False).eval()
+        self.path_length = PathLengthPenalty(model.pl_decay).to(device)
+        # lazy regularisation (StyleGAN2 App. B): each regularised network's Adam rate and
+        # betas are scaled by k / (k + 1), its regulariser running every k steps
+        betas = tuple(model.betas)
+        g_lr, g_betas = lazy_adam_settings(model.lr_g, betas, model.pl_every if model.pl_weight > 0 else 0)
+        d_lr, d_betas = lazy_adam_settings(model.lr_d, betas, model.r1_every if model.r1_gamma > 0 else 0)
+        self.optimizers = {
+            "generator": torch.optim.Adam(self.generator.parameters(), lr=g_lr, betas=g_betas),
+            "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=d_lr, betas=d_betas),
+        }
+        self.schedulers = {
+            name: torch.optim.lr_scheduler.MultiStepLR(opt, milestones=self.milestones(), gamma=model.lr_gamma)
+            for name, opt in self.optimizers.items()
+        }
+        self.inception_reason = inception_unavailable("FID/KID")
+
+    @property
+    def networks(self) -> dict[str, nn.Module]:
+        return {"generator": self.generator, "discriminator": self.discriminator,
+                "generator_ema": self.generator_ema, "path_length": self.path_length}
+
+    def views(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(what D judges, the condition or None) in model range: B-SG [image, mask], M-SG the
+        mask, C-SG the image with the mask as condition (masks {0, 1} → {-1, 1})."""
+        mask = masks * 2.0 - 1.0
+        if self.family == "stylegan2-joint":
+            return torch.cat([images, mask], dim=1), None
+        if self.family == "stylegan2-mask":
+            return mask, None
+        return images, mask
+
+    def _mixing(self, n: int) -> dict[str, Any]:
+        crossover = draw_crossover(self.generator.num_ws, self.model.style_mixing_prob)
+        if crossover is None:
+            return {}
+        return {"z2": torch.randn(n, self.model.z_dim, device=self.device), "crossover": crossover}
+
+    def optimize_parameters(self, images, masks, step):
+        m = self.model
+        real, cond = self.views(images, masks)
+        n = real.shape[0]
+        losses = {}
+        z = torch.randn(n, m.z_dim, device=self.device)
+        with self.autocast():
+            fake = self.g(z, cond, track_w_avg=True, **self._mixing(n))
+        if self.update_d(step):
+            with self.autocast():
+                real_logits = self.d(real, cond)
+                fake_logits = self.d(fake.detach(), cond)
+                d_loss = self.adversarial.discriminator(real_logits, fake_logits)
+            self._update(self.optimizers["discriminator"], d_loss)
+            losses.update(d_adv=float(d_loss.detach()), d_real=float(real_logits.detach().float().mean()),
+                          d_fake=float(fake_logits.detach().float().mean()))
+            if m.r1_gamma > 0 and (step // m.d_every) % m.r1_every == 0:  # lazy R1 (StyleGAN2 App. B)
+                x = real.detach().requires_grad_(True)
+                logits = self.d(x, cond)
+                penalty = r1_penalty(logits, x)
+                # × r1_every keeps the strength of a per-step R1; logits·0 touches every D weight (DDP)
+                self._update(self.optimizers["discriminator"],
+                             penalty * (m.r1_gamma / 2) * m.r1_every + logits.float().sum() * 0)
+                losses["r1"] = float(penalty.detach())
+        with self.autocast():
+            g_loss = self.adversarial.generator(self.d_raw(fake, cond))
+        self._update(self.optimizers["generator"], g_loss)
+        losses["g_adv"] = float(g_loss.detach())
+        if m.pl_weight > 0 and step % m.pl_every == 0:  # lazy path length (StyleGAN2 §3.2, App. B)
+            k = max(1, n // m.pl_batch_shrink)
+            z = torch.randn(k, m.z_dim, device=self.device)
+            pl_images, ws = self.g(z, None if cond is None else cond[:k], return_ws=True, **self._mixing(k))
+            penalty = self.path_length(pl_images, ws)
+            self._update(self.optimizers["generator"],
+                         penalty * m.pl_weight * m.pl_every + pl_images[:, 0, 0, 0].float().sum() * 0)
+            losses["pl"] = float(penalty.detach())
+        world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+        batch = m.batch_size * world
+        update_ema(self.generator_ema, self.generator, ema_beta(batch, (step + 1) * batch, m.ema_kimg, m.ema_rampup))
+        return losses
+
+    @torch.no_grad()
+    def generate(self, images, masks, *, seed: int = 1234):
+        """The EMA generator on fixed latents (seeded, never the training RNG) and fixed noise:
+        B-SG `(N, 2, P, P)` image + mask, M-SG `(N, 1, P, P)` mask, C-SG the image for `masks`."""
+        _, cond = self.views(images, masks)
+        z = torch.randn(images.shape[0], self.model.z_dim, generator=torch.Generator().manual_seed(seed))
+        return self.generator_ema(z.to(self.device), cond, noise_mode="const").float()
+
+    def notes(self) -> list[str]:
+        return [self.inception_reason] if self.inception_reason else []
+
+    @torch.no_grad()
+    def validation_metrics(self, val: PatchSet, batch: int = 16) -> dict[str, float]:
+        """Mask statistics (B-SG, M-SG), lesion contrast (B-SG, C-SG) against the real
+        validation patches, and FID/KID when Inception weights are present (SPEC §2.7)."""
+        g = torch.Generator().manual_seed(1234)
+        z_all = torch.randn(len(val), self.model.z_dim, generator=g)
+        fakes = []
+        for i in range(0, len(val), batch):
+            _, cond = self.views(val.images[i : i + batch], val.masks[i : i + batch])
+            cond = None if cond is None else cond.to(self.device)
+            z = z_all[i : i + batch].to(self.device)
+            fakes.append(self.generator_ema(z, cond, noise_mode="const").float().cpu())
+        fake = torch.cat(fakes)
+        real_masks = val.masks > 0.5
+        metrics: dict[str, float] = {}
+        if self.family != "stylegan2-cond":
+            fake_masks = fake[:, -1:] > 0
+            metrics["mask_fraction"] = float(fake_masks.float().mean())
+            metrics["real_mask_fraction"] = float(real_masks.float().mean())
+            metrics["mean_mask_l1"] = float((fake_masks.float().mean(0) - real_masks.float().mean(0)).abs().mean())
+        if self.family != "stylegan2-mask":
+            gen_masks = fake[:, 1:2] > 0 if self.family == "stylegan2-joint" else real_masks
+            for key, value in (("lesion_contrast", lesion_contrast(fake[:, :1], gen_masks)),
+                               ("real_lesion_contrast", lesion_contrast(val.images, real_masks))):
+                if value is not None:
+                    metrics[key] = value
+        if not self.inception_reason:
+            judged_real = val.masks * 2 - 1 if self.family == "stylegan2-mask" else val.images
+            for name, result in (("fid", fid(judged_real, fake[:, :1])), ("kid", kid(judged_real, fake[:, :1]))):
+                if result.available:
+                    metrics[name] = result.value
+        return metrics
+
+    @torch.no_grad()
+    def sample_grid(self, patches: PatchSet, n: int) -> tuple[np.ndarray, tuple[str, ...]]:
+        """Rows of three: B-SG generated mask, image and a real image; M-SG two generated masks
+        and a real one; C-SG the condition, the image generated for it and the real image."""
+        k = min(n, len(patches))
+        images, masks = patches.images[:k], patches.masks[:k]
+        fake = self.generate(images.to(self.device), masks.to(self.device)).cpu()
+        if self.family == "stylegan2-mask":
+            more = self.generate(images.to(self.device), masks.to(self.device), seed=4321).cpu()
+        rows, titles = [], []
+        for i in range(k):
+            if self.family == "stylegan2-joint":
+                rows += [fake[i, 1], fake[i, 0], images[i, 0]]
+                titles += ["generated mask", "generated image", "real image"]
+            elif self.family == "stylegan2-mask":
+                rows += [fake[i, 0], more[i, 0], masks[i, 0] * 2 - 1]
+                titles += ["generated mask", "generated mask", "real mask"]
+            else:
+                rows += [masks[i, 0] * 2 - 1, fake[i, 0], images[i, 0]]
+                titles += ["condition", "generated", "real image"]
+        return torch.stack(rows).numpy().astype(np.float32), tuple(titles)
+
+
 STRATEGIES: dict[str, type[FamilyStep]] = {
     "shape": ShapeStep,
     "texture": TextureStep,
     "outpaint": TextureStep,
     "cascade": CascadeStep,
     "pix2pix": Pix2PixStep,
+    "stylegan2-joint": StyleGAN2Step,
+    "stylegan2-mask": StyleGAN2Step,
+    "stylegan2-cond": StyleGAN2Step,
 }
 
 
@@ -337,6 +524,7 @@ class TrainResult:
     best_checkpoint: Path | None
     best_metrics: dict[str, float]
     history: list[dict[str, float]]  # losses of every step run in this call
+    selection: dict[str, Any] = dataclasses.field(default_factory=dict)  # Selection.summary (models/selection.py)
 
 
 def resolve_device(choice: str) -> torch.device:
@@ -372,7 +560,8 @@ class Trainer:
         patches: tuple[PatchSet, PatchSet, Normalizer, str] | None = None,
         force: bool = False,
     ) -> None:
-        self.config = config
+        # a preset's numbers are filled in here, so the checkpoints record them (models/presets.py)
+        self.config = dataclasses.replace(config, model=resolve_preset(config.model))
         self.force = force  # accept a non-empty run folder lesion-studio did not make
         self.callback = callback or (lambda event: None)
         self.cancel = cancel or CancelToken()
@@ -423,9 +612,9 @@ class Trainer:
         if device.type == "cuda" and self.dist.enabled:
             device = torch.device("cuda", self.dist.local_rank)
         out_dir = Path(self.config.run.out_dir)
-        lock = None
-        if self.dist.is_main:
-            lock = open_output_folder(out_dir, kind="train", force=self.force, key="run.out_dir")
+        # Rank 0 locks and claims; the other ranks raise its error when it cannot (never hang or write).
+        lock = distributed.run_on_main(
+            self.dist, lambda: open_output_folder(out_dir, kind="train", force=self.force, key="run.out_dir"))
         try:
             with TempJournal(out_dir):
                 if self.dist.is_main:
@@ -437,8 +626,11 @@ class Trainer:
 
     def _train(self, device: torch.device, resume: str | Path | None) -> TrainResult:
         run, model = self.config.run, self.config.model
-        if run.num_threads:
-            torch.set_num_threads(run.num_threads)
+        threads = run.num_threads
+        if threads is None and device.type == "cpu":  # unset: the cores other work leaves free
+            threads = max(1, free_cores() // self.dist.world_size)
+        if threads:
+            torch.set_num_threads(threads)
         torch.manual_seed(run.seed + self.dist.rank)
         use_amp = run.amp == "bf16" or (run.amp == "auto" and device.type == "cuda")
         channels_last = run.channels_last and device.type == "cuda"
@@ -453,19 +645,40 @@ class Trainer:
         if resume is not None:
             checkpoint = load_checkpoint(resume, family=model.family, with_training_state=True)
         train, val, normalizer, fingerprint = self._prepare_data(checkpoint.meta.get("normalization") if checkpoint else None)
-        val = PatchSet(val.images[: run.val_max_patches], val.masks[: run.val_max_patches],
-                       val.case_ids[: run.val_max_patches], val.patient_ids[: run.val_max_patches])
+        patients = {"train": sorted(set(train.patient_ids)), "val": sorted(set(val.patient_ids))}  # issue 14
+        k = run.val_max_patches
+        val = PatchSet(val.images[:k], val.masks[:k], val.case_ids[:k], val.patient_ids[:k],
+                       lesion_free=None if val.lesion_free is None else val.lesion_free[:k])
 
         self._emit(PhaseEvent("building model"))
         strategy = STRATEGIES[model.family](model, run.steps, device, autocast)
+        for text in strategy.notes():
+            self._emit(NoteEvent(text))
         if channels_last:
             for net in strategy.networks.values():
                 net.to(memory_format=torch.channels_last)
-        start_step, best_value, best_metrics = 0, None, {}
+        # checkpoint selection (issue 14, models/selection.py): its criterion, and the steps
+        # whose checkpoints stay as candidates (P2 §4.2: 10/50/100/200 epochs)
+        judge = self._judge = self._selection_judge(train, len(val), device)
+        select_steps = selection_steps(run, len(train), model.batch_size * self.dist.world_size)
+        validates = len(val) and (run.val_every or select_steps)
+        if judge.selection.note and validates:
+            self._emit(NoteEvent(judge.selection.note))
+        late = [s for s in select_steps if s > run.steps]
+        if late:
+            self._emit(NoteEvent(f"select_at: step(s) {', '.join(map(str, late))} lie past run.steps = {run.steps}; "
+                                 "no candidate there"))
+        start_step, best_value, best_metrics, best_step = 0, None, {}, None
         out_dir = Path(run.out_dir)
         best_path: Path | None = None
         if checkpoint is not None:
-            checkpoint.load_into(strategy.networks)
+            try:
+                checkpoint.load_into(strategy.networks)
+            except CheckpointError as exc:
+                if is_pre_preset_sidecar(checkpoint.meta.get("config")):
+                    raise CheckpointError(f"{exc.reason}; this checkpoint predates texture presets: resume it with "
+                                          'preset = "paper" in [model]', checkpoint.path) from exc
+                raise
             state = checkpoint.training_state
             try:
                 for name, opt in strategy.optimizers.items():
@@ -480,6 +693,8 @@ class Trainer:
             start_step = checkpoint.step
             best_value = state.get("best_value")
             best_metrics = dict(state.get("best_metrics", {}))
+            best_step = state.get("best_step")
+            judge.selection.restore(state.get("selection"))
             if (out_dir / "best.json").is_file():
                 best_path = out_dir / "best"
         strategy.wrap(compile_=run.compile, ddp=self.dist.enabled,
@@ -492,12 +707,14 @@ class Trainer:
                 "rng": _rng_state(device),
                 "best_value": best_value,
                 "best_metrics": best_metrics,
+                "best_step": best_step,
+                "selection": judge.selection.state(),
             }
             path = save_checkpoint(
                 out_dir / name, family=model.family, config=self.config.to_dict(),
                 networks=strategy.networks, step=step, metrics=metrics,
                 dataset_fingerprint=fingerprint, normalization=normalizer.to_dict(),
-                training_state=state, reason=reason,
+                training_state=state, reason=reason, patients=patients,
             )
             self._emit(CheckpointEvent(step=step, path=str(path), reason=reason))
             return path
@@ -546,17 +763,25 @@ class Trainer:
                     it_per_s=it_s, images_per_s=it_s * batch * self.dist.world_size,
                     eta_s=(run.steps - step) / it_s if it_s > 0 else math.inf,
                 ))
-            if self.dist.is_main and run.val_every and (step % run.val_every == 0 or step == run.steps) and len(val):
+            at_select = step in select_steps
+            if self.dist.is_main and len(val) and (
+                    (run.val_every and (step % run.val_every == 0 or step == run.steps)) or at_select):
                 last_metrics = self.validate(strategy, val)
                 is_best = False
-                if model.best_metric and model.best_metric in last_metrics:
-                    value = last_metrics[model.best_metric]
-                    lower_is_better = model.best_metric == "masked_l1"
-                    if best_value is None or (value < best_value if lower_is_better else value > best_value):
-                        best_value, best_metrics, is_best = value, dict(last_metrics), True
-                self._emit(ValidationEvent(step=step, metrics=last_metrics, is_best=is_best))
+                criterion = judge.selection.criterion
+                select_name = f"select_step_{step:07d}" if at_select else ""
+                if criterion and criterion in last_metrics:
+                    value = last_metrics[criterion]
+                    judge.selection.add(step, value, select_name)
+                    if judge.selection.is_better(value, best_value):
+                        best_value, best_metrics, best_step, is_best = value, dict(last_metrics), step, True
+                self._emit(ValidationEvent(step=step, metrics=last_metrics, is_best=is_best, criterion=criterion))
                 if is_best:
                     best_path = save(step, "best", "best", last_metrics)
+                if at_select:  # kept whatever keep_last says: a candidate of the selection
+                    save(step, select_name, "select", last_metrics)
+                if criterion:
+                    self._record_selection(out_dir, judge, best_step, best_path)
             if self.dist.is_main and run.sample_every and step % run.sample_every == 0:
                 self._emit(self.samples(strategy, val if len(val) else train, step))
             if run.checkpoint_every and step % run.checkpoint_every == 0 and step < run.steps:
@@ -571,16 +796,42 @@ class Trainer:
             final_path = save(step, name, reason, last_metrics)
         distributed.barrier(self.dist)
         final_path = final_path or out_dir / ("final" if not cancelled else f"cancelled_step_{step:07d}")
+        selection = judge.selection.summary(best_step) if judge.selection.criterion else {}
         self._emit(TrainFinished(step=step, cancelled=cancelled, checkpoint=str(final_path),
-                                 best_checkpoint=str(best_path) if best_path else None, best_metrics=best_metrics))
+                                 best_checkpoint=str(best_path) if best_path else None, best_metrics=best_metrics,
+                                 selection=selection))
         self.strategy = strategy
-        return TrainResult(step, cancelled, final_path, best_path, best_metrics, history)
+        return TrainResult(step, cancelled, final_path, best_path, best_metrics, history, selection)
+
+    def _selection_judge(self, train: PatchSet, n_val: int, device: torch.device) -> SelectionJudge:
+        """The judge of `model.best_metric` for this run (`models/selection.py`)."""
+        run, model = self.config.run, self.config.model
+        return SelectionJudge(model.best_metric, model.family, objective=getattr(model, "objective", "inpaint"),
+                              invert_masks=getattr(model, "invert_masks", False), train_images=train.images,
+                              train_masks=train.masks, train_lesion_free=train.lesion_free, n_val=n_val,
+                              seed=run.seed, device=device,
+                              inception_weights=run.inception_weights)
+
+    def _record_selection(self, out_dir: Path, judge: SelectionJudge, best_step: int | None,
+                          best_path: Path | None) -> None:
+        """Write the selection so far to `selection.json` (the run's summary) and to the best
+        checkpoint's JSON (`selection`): criterion, chosen step and value, runner-up, candidates."""
+        summary = judge.selection.summary(best_step)
+        write_json_atomic(out_dir / SELECTION_FILE, {"family": self.config.model.family,
+                                                     "best_checkpoint": best_path.name if best_path else None,
+                                                     **summary})
+        if best_path is not None:
+            update_sidecar(best_path, selection=summary)
 
     @torch.no_grad()
     def validate(self, strategy: FamilyStep, val: PatchSet, batch: int = 16) -> dict[str, float]:
-        """Full-patch and masked-region MAE/MSE/PSNR/SSIM on the validation patches (model range)."""
+        """Full-patch and masked-region MAE/MSE/PSNR/SSIM, `blur` and the run's selection
+        criterion (`models/selection.py`) on the validation patches (model range)."""
         for net in strategy.networks.values():
             net.eval()
+        own = strategy.validation_metrics(val)
+        if own is not None:
+            return own
         fakes = []
         for i in range(0, len(val), batch):
             images = val.images[i : i + batch].to(strategy.device)
@@ -592,17 +843,31 @@ class Trainer:
             fake_mean = fake.mean(dim=0, keepdim=True)
             return {"mean_mask_l1": float((real_mean - fake_mean).abs().mean()),
                     "mask_fraction": float((fake > 0).float().mean())}
-        return quality(fake, val.images, val.masks, data_range=2.0)
+        # pix2pix generates the whole image: masked measures on the lesion (any class), blur on all
+        region = (val.masks > 0.5).float()
+        metrics = quality(fake, val.images, region, data_range=2.0)
+        metrics.update(validation_blur(fake, val.images, None if strategy.family == "pix2pix" else region))
+        judge = getattr(self, "_judge", None)
+        if judge is not None and strategy.family in IMAGE_FAMILIES:
+            dev = strategy.device
+            metrics.update(judge.measure(lambda i, m: strategy.generate(i.to(dev), m.to(dev)), val.images,
+                                         val.masks, fake, lesion_free=val.lesion_free))
+        return metrics
 
     @torch.no_grad()
     def samples(self, strategy: FamilyStep, patches: PatchSet, step: int, n: int = 4) -> SampleEvent:
         """Input, generated and target of the first `n` patches, stacked `(3n, H, W)`."""
         for net in strategy.networks.values():
             net.eval()
+        own = strategy.sample_grid(patches, n)
+        if own is not None:
+            return SampleEvent(step=step, images=own[0], titles=own[1])
         images = patches.images[:n].to(strategy.device)
         masks = patches.masks[:n].to(strategy.device)
         fake = strategy.generate(images, masks).cpu()
-        shown_input = (patches.masks[:n] * 2 - 1) if strategy.family in ("pix2pix", "shape") else patches.images[:n] * (1 - patches.masks[:n])
+        classes = max(getattr(strategy.model, "condition_classes", 0), 1)  # class values 1..K shown as grey levels
+        shown_input = (patches.masks[:n] / classes * 2 - 1) if strategy.family in ("pix2pix", "shape") \
+            else patches.images[:n] * (1 - patches.masks[:n])
         rows, titles = [], []
         for i in range(fake.shape[0]):
             rows += [shown_input[i, 0], fake[i, 0], patches.images[i, 0]]
@@ -620,6 +885,31 @@ def train(
 ) -> TrainResult:
     """Train `config` headless; see `Trainer`."""
     return Trainer(config, callback=callback, cancel=cancel, force=force).run(resume=resume)
+
+
+#: The run's selection summary (criterion, chosen step, runner-up, candidates), beside its checkpoints.
+SELECTION_FILE = "selection.json"
+
+
+def selection_steps(run, n_train: int, per_step: int) -> list[int]:
+    """`run.select_at` in generator steps; an epoch is the training patches seen once
+    (`n_train // per_step` steps, at least 1, as `batch_indices` counts them)."""
+    if run.select_unit == "epoch":
+        per_epoch = max(n_train // max(per_step, 1), 1)
+        return sorted({int(e) * per_epoch for e in run.select_at})
+    return sorted({int(s) for s in run.select_at})
+
+
+def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
+    """Write `doc` as `path` through a temporary file (a reader sees the old or the new one)."""
+    import json
+    import os
+
+    from lesion_studio.core.export.atomic import temp_path
+
+    tmp = temp_path(path)
+    tmp.write_text(json.dumps(doc, indent=2, allow_nan=True), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def periodic_checkpoints(out_dir: Path) -> list[Path]:

@@ -19,9 +19,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from lesion_studio.core.tool_state import MAX_RADIUS, MIN_RADIUS, ToolSettings
+from lesion_studio.core.tool_state import MAX_RADIUS, MIN_RADIUS, PANEL_TOOLS, ToolSettings
 
-#: tool name -> (icon, label, shortcut shown in the tooltip)
+#: tool name -> (icon, label, shortcut shown in the tooltip); the Annotate panel's tools only
+#: (placing a synthetic lesion is the Synthesize panel's).
 TOOL_BUTTONS = {
     "navigate": ("fa5s.mouse-pointer", "Navigate", "Esc"),
     "brush": ("fa5s.paint-brush", "Brush", "B"),
@@ -29,7 +30,6 @@ TOOL_BUTTONS = {
     "fill": ("fa5s.fill-drip", "Fill", "F"),
     "lasso": ("fa5s.draw-polygon", "Lasso", "L"),
     "select": ("fa5s.hand-pointer", "Select lesion", "S"),
-    "place": ("fa5s.magic", "Place a synthetic lesion", "P"),
 }
 
 
@@ -45,7 +45,8 @@ class AnnotationPanel(QGroupBox):
         self.tool_group = QButtonGroup(self)
         self.tool_group.setExclusive(True)
         grid = QGridLayout()
-        for i, (name, (icon, label, key)) in enumerate(TOOL_BUTTONS.items()):
+        for i, name in enumerate(PANEL_TOOLS["annotate"]):
+            icon, label, key = TOOL_BUTTONS[name]
             button = QToolButton()
             button.setIcon(qta.icon(icon, color="#d7dde5", color_active="#ffffff"))
             button.setCheckable(True)
@@ -113,7 +114,7 @@ class AnnotationPanel(QGroupBox):
             self.contour_check, self.show_labels_check, self.show_location_check,
         )
         blockers = [QSignalBlocker(w) for w in widgets]
-        self.tool_buttons[settings.tool].setChecked(True)
+        self.show_tool(settings.tool)
         self.radius_spin.setValue(settings.radius)
         self.unit_combo.setCurrentText(settings.radius_unit)
         self.layer_combo.setCurrentIndex(self.layer_combo.findData(settings.target_layer))
@@ -123,6 +124,17 @@ class AnnotationPanel(QGroupBox):
         self.show_labels_check.setChecked(settings.show_labels)
         self.show_location_check.setChecked(settings.show_location)
         del blockers
+
+    def show_tool(self, tool: str) -> None:
+        """Check the tool's button; no button is checked while another panel's tool is active."""
+        button = self.tool_buttons.get(tool)
+        if button is not None:
+            button.setChecked(True)
+            return
+        self.tool_group.setExclusive(False)  # an exclusive group cannot uncheck its last button
+        for other in self.tool_buttons.values():
+            other.setChecked(False)
+        self.tool_group.setExclusive(True)
 
     def set_mm_available(self, available: bool) -> None:
         """Without pixel spacing the brush is sized in px only, and the panel says why."""

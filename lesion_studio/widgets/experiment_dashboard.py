@@ -22,10 +22,19 @@ from PySide6.QtWidgets import (
 )
 
 from lesion_studio.core.errors import ConfigError
+from lesion_studio.models.detectors import DETECTOR_LABELS
 from lesion_studio.models.experiments import KEY_METRICS, load_results
 from lesion_studio.widgets.experiment_plots import (
     draw_critical_difference, draw_froc, draw_size_groups,
 )
+
+def detector_label(doc: dict) -> str:
+    """How the results name their detector (with its backbone and initialisation); files from
+    before the box detectors used the heatmap one."""
+    det = doc.get("detector") or {}
+    parts = [det.get("label") or DETECTOR_LABELS["heatmap"]]
+    return ", ".join(parts + [str(det[k]) for k in ("backbone", "initialisation") if det.get(k)])
+
 
 #: Significance mark in the table: p < 0.05 against the baseline (two-sample t-test over folds).
 SIGNIFICANCE_MARK = "*"
@@ -62,6 +71,8 @@ class ExperimentDashboard(QWidget):
         self.path: Path | None = None
         self.title = QLabel("No experiment loaded")
         self.title.setStyleSheet("font-size: 13pt; font-weight: 600;")
+        self.detector_label = QLabel()  # which detector made the detection metrics (a baseline says so)
+        self.detector_label.setWordWrap(True)
         self.metric_box = QComboBox()
         self.metric_box.setToolTip("metric of the critical-difference summary")
         self.metric_box.currentTextChanged.connect(self._draw_cd)
@@ -104,6 +115,7 @@ class ExperimentDashboard(QWidget):
         grid.addWidget(boxed("Ranking", self.cd_plot, self.cd_caption), 1, 1)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addWidget(self.detector_label)
         layout.addLayout(grid, 1)
         self.setWindowTitle("Experiment dashboard")
 
@@ -118,6 +130,7 @@ class ExperimentDashboard(QWidget):
         d = self.doc
         self.title.setText(f"{d.get('name', '?')} — {d.get('task', '?')}, {len(d['conditions'])} conditions, "
                            f"{len({f['fold'] for f in d['folds']})} folds, baseline {d['baseline']}")
+        self.detector_label.setText(f"Detector: {detector_label(d)}")
         draw_froc(self.froc_plot, d)
         draw_size_groups(self.size_plot, d)
         self._fill_table()

@@ -51,6 +51,9 @@ FAMILY_HELP = {
     "outpaint": "P1: regenerate everything around a kept lesion",
     "cascade": "P0: cascaded dilated U-Net inpainter",
     "pix2pix": "P2: mask → image cGAN",
+    "stylegan2-joint": "P4 B-SG: StyleGAN2 image + mask pairs",
+    "stylegan2-mask": "P4 M-SG: StyleGAN2 lesion masks",
+    "stylegan2-cond": "P4 C-SG: mask-conditional StyleGAN2 (mask → image)",
 }
 
 

@@ -29,6 +29,9 @@ MODES = (("inpaint", "Inpaint a new lesion"), ("remove", "Remove the selected le
 SHAPE_SOURCES = (("generator", "Shape generator"), ("bank", "Mask bank"), ("real", "Real nodule shapes (LIDC)"),
                  ("builtin", "Built-in shapes"), ("drawn", "Selected drawn lesion"))
 THUMB_PX = 56
+GRID_GAP_PX = 8  # around each thumbnail in the shape and variant grids
+_GRID_STYLE = ("QListWidget::item { padding: 1px; border: 2px solid transparent; }"
+               " QListWidget::item:selected { background: transparent; border: 2px solid #3d7eff; }")
 
 
 def mask_icon(mask: np.ndarray, pinned: bool = False) -> QIcon:
@@ -56,6 +59,7 @@ class SynthesisPanel(QGroupBox):
     modelChosen = Signal(str)  # checkpoint stem as text ("" = none)
     addModelRequested = Signal()
     modeChosen = Signal(str)
+    placeToggled = Signal(bool)  # the place tool on (True) or back to navigate
     shapeSourceChosen = Signal(str)
     rerollRequested = Signal()
     loadBankRequested = Signal()
@@ -92,6 +96,19 @@ class SynthesisPanel(QGroupBox):
         for key, text in MODES:
             self.mode_combo.addItem(text, key)
         self.mode_combo.activated.connect(lambda i: self.modeChosen.emit(self.mode_combo.itemData(i)))
+        self.place_button = QPushButton(qta.icon("fa5s.magic", color="#d7dde5"), "Place on the image (P)")
+        self.place_button.setCheckable(True)
+        self.place_button.setStyleSheet(  # the active tool must read as active in the dark theme
+            "QPushButton:checked { background: #2f5fb8; border: 1px solid #3d7eff; border-radius: 3px;"
+            " color: #ffffff; padding: 3px; }"
+        )
+        self.place_button.setToolTip("Click on the image to place (inpaint) or pick the lesion (remove, outpaint)")
+        self.place_button.clicked.connect(self.placeToggled)
+        # What to do next: derived from the mode and the tool by the controller, never left over
+        # from the previous mode. Right under the mode, so it is on screen at 768 px height.
+        self.status_label = QLabel("Pick a model, then click on the image to place a lesion.")
+        self.status_label.setWordWrap(True)
+        self.status_label.setObjectName("synthesisStatus")
 
         # --- shapes
         self.source_combo = QComboBox()
@@ -117,7 +134,9 @@ class SynthesisPanel(QGroupBox):
         self.shape_grid.setMovement(QListWidget.Movement.Static)
         self.shape_grid.setResizeMode(QListWidget.ResizeMode.Adjust)
         self.shape_grid.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.shape_grid.setFixedHeight(2 * (THUMB_PX + 14) + 6)
+        # Cells as large as the thumbnail: no empty caption line (and its selection bar) under it.
+        self.shape_grid.setGridSize(QSize(THUMB_PX + GRID_GAP_PX, THUMB_PX + GRID_GAP_PX))
+        self.shape_grid.setFixedHeight(2 * (THUMB_PX + GRID_GAP_PX) + 2 * self.shape_grid.frameWidth() + 2)
         self.shape_grid.currentRowChanged.connect(lambda row: row >= 0 and self.shapeChosen.emit(row))
 
         # --- size and pose
@@ -173,7 +192,11 @@ class SynthesisPanel(QGroupBox):
         self.variant_list.setViewMode(QListWidget.ViewMode.IconMode)
         self.variant_list.setIconSize(QSize(THUMB_PX, THUMB_PX))
         self.variant_list.setMovement(QListWidget.Movement.Static)
-        self.variant_list.setFixedHeight(THUMB_PX + 22)
+        self.variant_list.setGridSize(QSize(THUMB_PX + GRID_GAP_PX, THUMB_PX + GRID_GAP_PX))
+        self.variant_list.setFixedHeight(THUMB_PX + GRID_GAP_PX + 2 * self.variant_list.frameWidth() + 2)
+        for grid in (self.shape_grid, self.variant_list):  # the chosen thumbnail gets a frame
+            grid.setStyleSheet(_GRID_STYLE)
+        self.variant_list.setVisible(False)  # shown with variants only: the panel fits 768 px
         self.variant_list.currentRowChanged.connect(lambda row: row >= 0 and self.variantChosen.emit(row))
         self.accept_button = QPushButton(qta.icon("fa5s.check", color="#7fe0a0"), "Accept")
         self.reject_button = QPushButton(qta.icon("fa5s.times", color="#ff8080"), "Reject")
@@ -182,9 +205,6 @@ class SynthesisPanel(QGroupBox):
         decide_row = QHBoxLayout()
         decide_row.addWidget(self.accept_button)
         decide_row.addWidget(self.reject_button)
-        self.status_label = QLabel("Pick a model, then click on the image to place a lesion.")
-        self.status_label.setWordWrap(True)
-        self.status_label.setObjectName("synthesisStatus")
 
         # Long item texts must not widen the panel (it lives in a ~300 px side dock at 1366 px):
         # combos elide to the width they get, the full text is in the popup and the tooltip.
@@ -198,6 +218,8 @@ class SynthesisPanel(QGroupBox):
         form.addRow("Model", model_row)
         form.addRow(self.model_info)
         form.addRow("Mode", self.mode_combo)
+        form.addRow(self.place_button)
+        form.addRow(self.status_label)
         form.addRow("Shapes", self.source_combo)
         form.addRow(self.shape_grid)
         form.addRow(shape_buttons)
@@ -207,12 +229,11 @@ class SynthesisPanel(QGroupBox):
         form.addRow("Seed", self.seed_spin)
         form.addRow(self.location_check)
         form.addRow(view_row)
+        form.addRow(decide_row)
         form.addRow(variants_row)
         form.addRow(self.variant_list)
-        form.addRow(decide_row)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
-        layout.addWidget(self.status_label)
         self.set_preview_available(False)
 
     # ------------------------------------------------------------------ rendering
@@ -236,7 +257,14 @@ class SynthesisPanel(QGroupBox):
             self.model_combo.setCurrentIndex(max(index, 0))
 
     def show_model_info(self, text: str) -> None:
-        self.model_info.setText(text)
+        """The first line (family, modes, or why the model does not fit); all of it as a tooltip."""
+        self.model_info.setText(text.split("\n", 1)[0])
+        self.model_info.setToolTip(text)
+
+    def show_placing(self, placing: bool) -> None:
+        """Check the Place button while the place tool is active."""
+        with QSignalBlocker(self.place_button):
+            self.place_button.setChecked(placing)
 
     def show_mode(self, mode: str) -> None:
         with QSignalBlocker(self.mode_combo):
@@ -274,9 +302,12 @@ class SynthesisPanel(QGroupBox):
         with QSignalBlocker(self.variant_list):
             self.variant_list.clear()
             for i, thumb in enumerate(thumbs):
-                self.variant_list.addItem(QListWidgetItem(_gray_icon(thumb), str(i + 1)))
+                item = QListWidgetItem(_gray_icon(thumb), "")
+                item.setToolTip(f"variant {i + 1}")
+                self.variant_list.addItem(item)
             if thumbs:
                 self.variant_list.setCurrentRow(current)
+        self.variant_list.setVisible(bool(thumbs))
 
     def show_before(self, before: bool) -> None:
         with QSignalBlocker(self.before_after_check):

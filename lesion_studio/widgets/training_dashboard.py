@@ -67,12 +67,16 @@ class TrainingDashboard(QWidget):
         self._timer.setInterval(refresh_interval_ms)
         self._timer.timeout.connect(self._redraw_next)
         self._dirty_plots: set[str] = set()
+        self._selection_criterion = ""
         self.redraw_count = 0
         self._x_max = 0
 
         self.title_label = QLabel("No run selected")
         self.title_label.setStyleSheet("font-weight: 600;")
         self.status_label = QLabel("")
+        self.selection_label = QLabel("")  # which criterion picks the best checkpoint, and its step
+        self.selection_label.setToolTip("Checkpoint selection: the criterion (model.best_metric) and the "
+                                        "step whose weights are the best checkpoint")
         self.progress_bar = QProgressBar()
         self.progress_bar.setMaximumHeight(14)
         self.progress_bar.setTextVisible(False)
@@ -130,6 +134,7 @@ class TrainingDashboard(QWidget):
         status = QHBoxLayout()
         status.addWidget(self.status_label)
         status.addWidget(self.progress_bar, 1)
+        status.addWidget(self.selection_label)
         layout.addLayout(status)
         layout.addWidget(splitter, 1)
 
@@ -160,6 +165,8 @@ class TrainingDashboard(QWidget):
             plot.enableAutoRange(x=True, y=True)
         self.title_label.setText(title or "No run selected")
         self.status_label.clear()
+        self.selection_label.clear()
+        self._selection_criterion = ""
         self.progress_bar.setVisible(False)
         if history is not None:
             history.changed.connect(self.schedule_refresh)
@@ -184,6 +191,23 @@ class TrainingDashboard(QWidget):
 
     def set_status(self, text: str) -> None:
         self.status_label.setText(text)
+
+    def set_selection(self, selection: dict) -> None:
+        """Show the selection criterion and the chosen step (`JobRecord.selection`); the
+        validation plot switches to the criterion the first time it is known."""
+        criterion = selection.get("criterion") if selection else None
+        if not criterion:
+            self.selection_label.clear()
+            return
+        step, value = selection.get("best_step"), selection.get("best_value")
+        text = f"best by {criterion}"
+        if step is not None:
+            text += f": step {step}" + (f" ({value:.4g})" if isinstance(value, (int, float)) else "")
+        self.selection_label.setText(text)
+        self.selection_label.setToolTip(selection.get("note") or self.selection_label.toolTip())
+        if self._selection_criterion != criterion and self.metric_combo.findText(criterion) >= 0:
+            self.metric_combo.setCurrentText(criterion)  # once per run: the user's later choice stays
+            self._selection_criterion = criterion
 
     def set_step_range(self, total_steps: int) -> None:
         """Fix the step axis to `[0, total_steps]`: growing curves then leave the x axes (and
@@ -314,8 +338,13 @@ class TrainingDashboard(QWidget):
                 for i, name in enumerate(losses):
                     self._set("loss_plot", name, _pen(i), history.series("step", name))
             elif plot_name == "lr_plot":
+                top = 0.0
                 for i, name in enumerate(n for n in step_names if n.startswith("lr_")):
-                    self._set("lr_plot", name[3:], _pen(i), history.series("step", name))
+                    series = history.series("step", name)
+                    self._set("lr_plot", name[3:], _pen(i), series)
+                    top = max([top, *(v for v in series[1] if np.isfinite(v))])
+                if top > 0:  # from zero: auto-range centres a constant rate in a ±0.5 band
+                    self.lr_plot.setYRange(0.0, top * 1.15, padding=0)
             elif plot_name == "speed_plot" and "it_per_s" in step_names:
                 self._set("speed_plot", "it/s", _pen(0), history.series("step", "it_per_s"))
             elif plot_name == "val_plot" and metric:

@@ -148,9 +148,29 @@ def test_synthesize_panel_fits_a_1366_screen_without_horizontal_scrolling(window
     assert scroll.widget().minimumSizeHint().width() <= scroll.viewport().width()
     assert not scroll.horizontalScrollBar().isVisible()
     panel = window.synthesis_panel
-    for widget in (panel.add_model_button, panel.unit_label, panel.flip_h_check, panel.reject_button):
-        right = widget.mapTo(scroll.viewport(), widget.rect().topRight()).x()
-        assert right <= scroll.viewport().width(), widget
+    assert window.height() == 768 and window.width() == 1366
+    viewport = scroll.viewport().rect()
+
+    def on_screen(widget) -> bool:
+        """The widget's whole rect lies in the visible part of the tab (no scrolling needed)."""
+        top_left = widget.mapTo(scroll.viewport(), widget.rect().topLeft())
+        return viewport.contains(top_left) and viewport.contains(top_left + widget.rect().bottomRight())
+
+    key_controls = ("add_model_button", "mode_combo", "status_label", "unit_label", "flip_h_check",
+                    "accept_button", "reject_button", "place_button")
+    for shown_variants in (False, True):  # a row of variant thumbnails must not push Reject away
+        panel.show_variants([np.zeros((8, 8), np.float32)] * 4 if shown_variants else [], 0)
+        qtbot.wait(20)
+        assert not scroll.horizontalScrollBar().isVisible()
+        for name in key_controls:
+            assert on_screen(getattr(panel, name)), (name, shown_variants)
+    from PySide6.QtWidgets import QAbstractButton, QComboBox, QLabel, QWidget
+
+    for widget in panel.findChildren(QWidget):
+        if isinstance(widget, (QAbstractButton, QComboBox, QLabel)) and widget.isVisibleTo(panel):
+            # nothing is squeezed below its size (no cut-off text)
+            right = widget.mapTo(scroll.viewport(), widget.rect().topRight()).x()
+            assert right <= viewport.right() and widget.width() >= widget.minimumSizeHint().width(), widget
 
 
 def test_menu_separators_are_visible_in_the_dark_theme(window, qtbot) -> None:
@@ -202,7 +222,121 @@ def test_h_hides_the_preview_outline_and_undo_drops_the_preview(window, qtbot, o
     window.canvas.view.setFocus()
     qtbot.keyClick(window.canvas.view, Qt.Key.Key_H)
     assert not syn.outline.isVisible() and not syn.crop_rect.isVisible()
+    for key in (Qt.Key.Key_Space, Qt.Key.Key_Space):  # original / synthetic redraws: still hidden
+        qtbot.keyClick(window.canvas.view, key)
+        assert not syn.outline.isVisible() and not syn.crop_rect.isVisible()
+    window.synthesis_panel.split_check.setChecked(True)
+    window.canvas.cursorLeft.emit()
+    assert not (syn.outline.isVisible() or syn.crop_rect.isVisible() or syn.split_line.isVisible())
     qtbot.keyClick(window.canvas.view, Qt.Key.Key_H)
-    assert syn.outline.isVisible()
+    assert syn.outline.isVisible() and syn.crop_rect.isVisible() and syn.split_line.isVisible()
+    window.synthesis_panel.split_check.setChecked(False)
     window.undo_action.trigger()
     assert syn.preview is None and not syn.outline.isVisible()
+
+
+# ---------------------------------------------------------------- state follows the mode (issue 16, 6)
+
+_MODE_WORDS = {"inpaint": "new lesion", "remove": "remove", "outpaint": "outpaint"}
+
+
+def test_synthesis_hint_follows_the_mode_in_both_directions(window, qtbot, open_and_wait) -> None:
+    """Inpaint mode used to say "click on a lesion to outpaint it": the hint is the mode's."""
+    from PySide6.QtCore import Qt
+
+    open_and_wait(window, sample_file("CT_small.dcm"))
+    panel, syn = window.synthesis_panel, window.synthesis
+    window.canvas.view.setFocus()
+    qtbot.keyClick(window.canvas.view, Qt.Key.Key_P)
+    assert window.tools.settings.tool == "place"
+
+    def choose(mode: str) -> None:
+        panel.mode_combo.activated.emit(panel.mode_combo.findData(mode))
+        assert syn.mode == mode and panel.mode_combo.currentData() == mode
+
+    def assert_hint_is(mode: str) -> None:
+        text = panel.status_label.text().lower()
+        assert _MODE_WORDS[mode] in text, (mode, text)
+        assert not any(word in text for other, word in _MODE_WORDS.items() if other != mode), (mode, text)
+
+    modes = ("outpaint", "inpaint", "remove")
+    for old in modes:
+        for new in modes:
+            if new == old:
+                continue
+            choose(old)
+            if old != "inpaint":  # a click on background: the refusal names the mode
+                assert syn.request_preview((3.0, 3.0)) is None
+            assert_hint_is(old)
+            choose(new)
+            assert_hint_is(new)
+    qtbot.keyClick(window.canvas.view, Qt.Key.Key_Escape)  # without the place tool: how to start
+    assert "press p" in panel.status_label.text().lower()
+    assert_hint_is(syn.mode)
+
+
+def test_the_tool_follows_the_side_tab(window, qtbot, open_and_wait) -> None:
+    """The place tool stayed active on the Annotate tab (and a brush on the Synthesize tab)."""
+    from PySide6.QtCore import Qt
+
+    open_and_wait(window, sample_file("CT_small.dcm"))
+    tabs, tools = window.side_tabs, window.tools
+    annotate, synthesize = (next(i for i in range(tabs.count()) if tabs.tabText(i) == t) for t in ("Annotate", "Synthesize"))
+    canvas = window.canvas
+    tabs.setCurrentIndex(synthesize)
+    window.canvas.view.setFocus()
+    qtbot.keyClick(window.canvas.view, Qt.Key.Key_P)
+    assert tools.settings.tool == "place"
+    tabs.setCurrentIndex(annotate)
+    assert tools.settings.tool == "navigate" and not canvas.view_box.tool_active
+    assert window.annotation_panel.tool_buttons["navigate"].isChecked()
+    assert not window.synthesis_panel.place_button.isChecked()
+    qtbot.keyClick(window.canvas.view, Qt.Key.Key_P)  # P on the Annotate tab: to the Synthesize tab
+    assert tabs.currentIndex() == synthesize and tools.settings.tool == "place"
+    assert window.synthesis_panel.place_button.isChecked()
+    tabs.setCurrentIndex(annotate)
+    qtbot.keyClick(window.canvas.view, Qt.Key.Key_B)
+    assert tools.settings.tool == "brush" and tabs.currentIndex() == annotate
+    canvas.show_brush_outline(20.0, 20.0, 3.0, 3.0)  # as the cursor over the image leaves it
+    window.annotations.canvas.toolPressed.emit(30.0, 30.0, 0)  # a stroke starts...
+    window.annotations.canvas.toolReleased.emit(30.0, 30.0, 0)
+    assert window.document.lesion_ids == (1,)
+    tabs.setCurrentIndex(synthesize)  # ...and no annotation tool stays half-active over there
+    assert tools.settings.tool == "place" and tabs.currentIndex() == synthesize
+    assert not canvas.brush_outline.isVisible()
+    window.canvas.toolPressed.emit(60.0, 60.0, 0)
+    window.canvas.toolMoved.emit(70.0, 70.0, 0)
+    window.canvas.toolReleased.emit(70.0, 70.0, 0)
+    window.annotations.flush()
+    assert window.document.lesion_ids == (1,) and window.document.labels[60:71, 60:71].max() == 0
+    tabs.setCurrentIndex(annotate)  # back: the brush the user had
+    assert tools.settings.tool == "brush" and window.annotation_panel.tool_buttons["brush"].isChecked()
+
+
+def test_undo_leaves_no_stale_selection_or_outline(window, qtbot, open_and_wait) -> None:
+    """The selection (highlighted lesion, table row) and a lasso outline survived an undo."""
+    open_and_wait(window, sample_file("CT_small.dcm"))
+    doc, canvas, table = window.document, window.canvas, window.lesion_table
+    window.tools.update(tool="brush", radius=3.0, radius_unit="px")
+    canvas.toolPressed.emit(40.0, 40.0, 0)
+    canvas.toolMoved.emit(40.0, 50.0, 0)
+    canvas.toolReleased.emit(40.0, 50.0, 0)
+    window.annotations.flush()
+    assert doc.lesion_ids == (1,) and doc.selected_id == 1
+    window.undo_action.trigger()
+    window.annotations.flush()
+    assert doc.lesion_ids == () and doc.selected_id == 0
+    overlay_alpha = window.annotations.overlay._lut[:, 3]
+    assert overlay_alpha.max() <= round(255 * window.tools.settings.opacity)  # nothing drawn selected
+    assert not table.table.selectionModel().selectedRows()
+    window.redo_action.trigger()
+    assert doc.lesion_ids == (1,)
+    window.tools.update(tool="lasso")
+    canvas.toolPressed.emit(80.0, 80.0, 0)
+    canvas.toolMoved.emit(80.0, 100.0, 0)
+    canvas.toolMoved.emit(100.0, 100.0, 0)
+    assert not canvas.lasso_path.path().isEmpty()
+    window.undo_action.trigger()
+    assert canvas.lasso_path.path().isEmpty()
+    canvas.toolReleased.emit(100.0, 80.0, 0)  # the release of the abandoned outline fills nothing
+    assert doc.lesion_ids == () and doc.labels.max() == 0

@@ -19,7 +19,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRBigEndian
 
 from lesion_studio.core.errors import ConfigError
-from lesion_studio.core.export import deid, dicom_derived
+from lesion_studio.core.export import deid, dicom_derived, safe_private
 from lesion_studio.core.export.item import ExportItem
 
 ROOT = "0123456789abcdef0123456789abcdef"
@@ -240,6 +240,36 @@ def test_retain_safe_private_keeps_only_declared_safe_private_attributes() -> No
     private = {int(e.tag) for e in kept if e.tag.is_private}
     assert private == {0x00290010, 0x00291001, 0x00310010, 0x00311005}
     assert "113111" in [c.CodeValue for c in kept.DeidentificationMethodCodeSequence]
+
+
+def test_retain_safe_private_uses_the_built_in_table_e3_10_1_by_creator_and_offset() -> None:
+    def source() -> Dataset:
+        ds = Dataset()
+        ds.PatientName = "Doe^Jane"
+        ds.add_new(0x00190010, "LO", "GEMS_ACQU_01")  # block 0x10
+        ds.add_new(0x00190011, "LO", "OTHER VENDOR ")  # block 0x11
+        ds.add_new(0x00191023, "DS", "39.375")  # Table E.3.10-1: GEMS_ACQU_01 (0019,xx23) Table Speed
+        ds.add_new(0x00191030, "LO", "Doe^Jane")  # same creator, not listed
+        ds.add_new(0x00191123, "DS", "1.0")  # the listed offset under another creator
+        ds.add_new(0x70530010, "LO", "Philips PET Private Group")
+        ds.add_new(0x70531000, "DS", "0.00123")  # SUV Factor
+        item = Dataset()  # inside a sequence too
+        item.add_new(0x00190012, "LO", "GEMS_ACQU_01")
+        item.add_new(0x00191224, "DS", "12.5")  # Mid Scan Time, block 0x12
+        item.add_new(0x00191225, "LO", "PHI")
+        ds.AnatomicRegionSequence = Sequence([item])
+        return ds
+
+    kept = deid.deidentify(source(), uid_secret="s", retain_safe_private=True)
+    private = {int(e.tag): e.value for e in kept if e.tag.is_private}
+    assert private == {0x00190010: "GEMS_ACQU_01", 0x00191023: "39.375",
+                       0x70530010: "Philips PET Private Group", 0x70531000: "0.00123"}
+    nested = {int(e.tag) for e in kept.AnatomicRegionSequence[0] if e.tag.is_private}
+    assert nested == {0x00190012, 0x00191224}
+    removed = deid.deidentify(source(), uid_secret="s")  # option off: every private attribute goes
+    assert not any(e.tag.is_private for e in removed.iterall())
+    assert all(row.vr and row.meaning and row.group % 2 == 1 and 0 <= row.offset <= 0xFF
+               for row in safe_private.SAFE_PRIVATE_TABLE)
 
 
 # -- templates: refused with a clear error, or written ------------------------------------------

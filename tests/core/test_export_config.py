@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from lesion_studio.core.errors import ConfigError
-from lesion_studio.core.export.config import key_lines, load_batch_config, read_diameter_file
+from lesion_studio.core.config_schema import key_lines
+from lesion_studio.core.export.config import load_batch_config, read_diameter_file
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -117,3 +117,58 @@ def test_paste_mask_union_and_removal():
     assert added[0, 0] and added[9, 9] and added.sum() == 2  # clipped to the image
     removed = paste_mask(added, np.ones((4, 4), bool), PixelBox(-2, -2, 4, 4), remove=True)
     assert not removed[0, 0] and removed[9, 9]
+
+
+def _footprints_kept(mask: np.ndarray, out: np.ndarray) -> list[bool]:
+    """Per 8-connected lesion of `mask`: does `out` keep a pixel holding one of its pixel centres?"""
+    from scipy import ndimage
+
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    fr, fc = out.shape[0] / mask.shape[0], out.shape[1] / mask.shape[1]
+    kept = []
+    for k in range(1, n + 1):
+        rr, cc = np.nonzero(labels == k)
+        kept.append(bool(out[((rr + 0.5) * fr).astype(int), ((cc + 0.5) * fc).astype(int)].any()))
+    return kept
+
+
+@pytest.mark.parametrize("size_px", [2, 3, 4])
+def test_small_lesions_survive_1024_to_256(size_px: int) -> None:
+    """Issue 14: an anti-aliased resize dropped every 3 px lesion and 88 % of 4 px ones at
+    1024² → 256². Every lesion (square and disc-like, at every sub-pixel offset) keeps ≥ 1 px."""
+    from lesion_studio.core.geometry.crops import resize_mask
+
+    rng = np.random.default_rng(size_px)
+    mask = np.zeros((1024, 1024), bool)
+    for i in range(12):
+        for j in range(12):                      # one lesion per 80 px cell, at a random offset
+            r, c = 20 + 80 * i + int(rng.integers(0, 4)), 20 + 80 * j + int(rng.integers(0, 4))
+            if (i + j) % 2 or size_px == 2:
+                mask[r:r + size_px, c:c + size_px] = True
+            else:                                # a plus shape, the closest to a disc at this size
+                mask[r:r + size_px, c + size_px // 2] = True
+                mask[r + size_px // 2, c:c + size_px] = True
+    out = resize_mask(mask, (256, 256))
+    kept = _footprints_kept(mask, out)
+    assert len(kept) > 100 and all(kept)
+
+
+def test_large_lesions_keep_their_area_and_neighbours_do_not_stand_in() -> None:
+    from lesion_studio.core.geometry.crops import resize_mask
+
+    yy, xx = np.mgrid[:1024, :1024]
+    disc = (yy - 500.3) ** 2 + (xx - 400.7) ** 2 < 60 ** 2
+    out = resize_mask(disc, (256, 256))
+    assert out.sum() == pytest.approx(disc.sum() / 16, rel=0.02)
+    # a thin diagonal lesion whose bounding box holds a neighbour's kept pixel still keeps its
+    # own pixel: lost or not is judged on its footprint, not on its box
+    mask = np.zeros((1024, 1024), bool)
+    mask[np.arange(8), np.arange(8)] = True      # covers output (0, 0) and (1, 1) a quarter each
+    mask[0:3, 5:8] = True                        # 9/16 of output (0, 1), not touching the diagonal
+    out = resize_mask(mask, (256, 256))
+    assert out[0, 1] and all(_footprints_kept(mask, out))
+    # nearest neighbour, by contrast, loses small lesions (why the default is "soft")
+    sparse = np.zeros((1024, 1024), bool)
+    sparse[1:3, 1:3] = True
+    assert not resize_mask(sparse, (256, 256), method="nearest").any()
+    assert resize_mask(sparse, (256, 256)).sum() == 1

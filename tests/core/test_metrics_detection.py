@@ -130,3 +130,32 @@ def test_froc_matches_brute_force_and_is_monotone(images):
     sens = list(froc_sensitivities(curve, rates).values())
     assert all(b >= a for a, b in zip(sens, sens[1:]))      # non-decreasing in the FP rate
     assert 0.0 <= froc_auc(curve) <= 1.0
+
+
+def test_luna16_style_froc_hand_made_case():
+    """Hit = box centre within the lesion's radius (half its moment diameter), extra hits
+    ignored, sensitivities by linear interpolation, CPM = their mean (LUNA16's read-out)."""
+    from lesion_studio.core.metrics import froc_curve, lesion_discs, luna_froc, masks_to_boxes
+
+    lesions = np.zeros((64, 64), bool)
+    lesions[10:14, 10:14] = True                 # A: centre (12, 12), moment diameter 4·√1.25 → r 2.236
+    lesions[30:32, 30:32] = True                 # B: centre (31, 31), moment diameter 2 → r 1
+    discs = [lesion_discs(lesions), lesion_discs(np.zeros((64, 64), bool))]
+    assert discs[0].centres.tolist() == [[12.0, 12.0], [31.0, 31.0]]
+    assert discs[0].radii.tolist() == pytest.approx([np.sqrt(5.0), 1.0])
+    boxes = [np.array([[10, 10, 14, 14],         # hits A (0.65)
+                       [10, 11, 14, 15],         # centre (13, 12): a second hit on A, ignored
+                       [50, 50, 52, 52],         # false positive
+                       [30, 30, 32, 32]], float),  # hits B (0.4)
+             np.array([[5, 5, 7, 7], [20, 20, 22, 22]], float)]   # two false positives
+    scores = [np.array([0.65, 0.55, 0.7, 0.4]), np.array([0.6, 0.5])]
+    res = luna_froc(boxes, scores, discs)
+    # thresholds .7 .65 .6 .5 .4 → FP/image .5 .5 1 1.5 1.5, sensitivity 0 .5 .5 .5 1
+    assert res.fp_per_image.tolist() == [0.0, 0.5, 0.5, 1.0, 1.5, 1.5]
+    assert res.sensitivity.tolist() == [0.0, 0.0, 0.5, 0.5, 0.5, 1.0]
+    expected = {0.125: 0.125, 0.25: 0.25, 0.5: 0.5, 1.0: 0.5, 2.0: 1.0, 4.0: 1.0, 8.0: 1.0}
+    assert res.sensitivities == pytest.approx(expected)        # linear between (0, 0) and (0.5, 0.5)
+    assert res.cpm == pytest.approx(4.375 / 7)
+    # the box-IoU FROC counts the second hit on A as a false positive: 4 FPs in all, not 3
+    iou = froc_curve(boxes, scores, [masks_to_boxes(lesions), np.zeros((0, 4))])
+    assert iou.fp_per_image[-1] == 2.0 and res.fp_per_image[-1] == 1.5

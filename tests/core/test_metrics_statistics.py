@@ -43,3 +43,14 @@ def test_image_level_scores():
     assert out["image_auc"] == pytest.approx(0.75)
     assert out["image_accuracy"] == pytest.approx(0.5)
     assert math.isnan(image_level_scores([True, True], [0.1, 0.2])["image_auc"])
+
+
+def test_t_test_on_constant_samples():
+    """Issue 14: SciPy gives p = 0 for two different constants (and NaN for equal ones)."""
+    assert t_test([0.5, 0.5, 0.5], [0.5, 0.5, 0.5]) == {"t": 0.0, "p": 1.0}   # identical: no difference
+    different = t_test([0.0, 0.0], [1.0, 1.0])
+    assert different["t"] == -math.inf and math.isnan(different["p"])      # undefined, never "p = 0"
+    assert t_test([1.0, 1.0], [0.0, 0.0])["t"] == math.inf
+    # one constant sample against a varying one is an ordinary Student test
+    res = t_test([1.0, 1.0, 1.0], [1.0, 2.0, 3.0])   # pooled variance 0.5: t = −1 / √(0.5 · 2/3)
+    assert res["t"] == pytest.approx(-math.sqrt(3.0)) and res["p"] == pytest.approx(0.1583, abs=1e-3)

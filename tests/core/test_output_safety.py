@@ -15,7 +15,8 @@ import pytest
 from lesion_studio.core.errors import ConfigError
 from lesion_studio.core.export.atomic import JOURNAL_DIR, TempJournal, atomic_file, remove_stale_temps, write_bytes
 from lesion_studio.core.output_folder import (
-    MARKER, FolderInUseError, FolderLock, check_output_folder, claim_output_folder, open_output_folder,
+    LOCK_FILE, MARKER, FolderInUseError, FolderLock, OutputFolderRefused, check_output_folder, claim_output_folder,
+    lock_holder, open_output_folder, preflight_output_folder,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,6 +58,44 @@ def test_foreign_non_empty_folders_need_force_and_owned_ones_do_not(tmp_path: Pa
     assert check_output_folder(owned, kind="batch") == owned.resolve()
     with pytest.raises(ConfigError, match="lesion-studio 'batch' folder, not a 'train' one"):
         check_output_folder(owned, kind="train")
+
+
+def test_refusals_say_whether_force_would_accept_the_folder(tmp_path: Path) -> None:
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "holiday.jpg").write_bytes(b"x")
+    with pytest.raises(OutputFolderRefused) as info:
+        check_output_folder(foreign, kind="batch")
+    assert info.value.overridable and isinstance(info.value, ConfigError)
+    owned = claim_output_folder(tmp_path / "owned", kind="batch")
+    with pytest.raises(OutputFolderRefused) as info:
+        check_output_folder(owned, kind="train")
+    assert info.value.overridable
+    (tmp_path / "repo" / ".git").mkdir(parents=True)
+    for folder in ("/etc", Path.home(), tmp_path / "repo", foreign / "holiday.jpg"):
+        with pytest.raises(OutputFolderRefused) as info:
+            check_output_folder(folder, kind="batch")
+        assert not info.value.overridable, folder
+    assert not FolderInUseError("x").overridable
+
+
+def test_preflight_checks_the_lock_without_writing_anything(tmp_path: Path) -> None:
+    new = tmp_path / "new"
+    assert preflight_output_folder(new, kind="train") == new.resolve()
+    assert not new.exists()  # nothing created
+    assert lock_holder(new) is None
+    lock = open_output_folder(tmp_path / "busy", kind="train")
+    try:
+        assert lock_holder(tmp_path / "busy")["pid"] == os.getpid()
+        for force in (False, True):  # in use: no force helps, and it is said before the contents
+            with pytest.raises(FolderInUseError, match=f"in use by PID {os.getpid()}"):
+                preflight_output_folder(tmp_path / "busy", kind="batch", force=force)
+    finally:
+        lock.release()
+    assert lock_holder(tmp_path / "busy") is None and (tmp_path / "busy" / LOCK_FILE).is_file()
+    with pytest.raises(OutputFolderRefused, match="not a 'batch' one"):
+        preflight_output_folder(tmp_path / "busy", kind="batch")
+    assert preflight_output_folder(tmp_path / "busy", kind="batch", force=True) == (tmp_path / "busy").resolve()
 
 
 def test_a_second_lock_fails_fast_naming_the_holder(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from lesion_studio.core.phantom import generate_phantom_dataset
 from lesion_studio.models import batch_export
 from lesion_studio.models.trainer import Trainer
 from tests.models.conftest import tiny_config
-from tests._process import run_group
+from tests._process import live_group_members, run_group
 
 REPO = Path(__file__).resolve().parents[2]
 ALL_FORMATS = ["png", "nifti", "nnunet", "coco", "dicom"]
@@ -313,6 +313,30 @@ def test_torchrun_two_ranks_disjoint_shards_one_manifest(reference: Path, setup,
         name = f"{record['item']}.png"
         assert (out / "png" / "images" / name).read_bytes() == (reference / "png" / "images" / name).read_bytes()
         assert (out / "png" / "masks" / name).read_bytes() == (reference / "png" / "masks" / name).read_bytes()
+
+
+def test_torchrun_ranks_stop_with_rank_0_when_the_output_folder_is_locked(setup, tmp_path: Path) -> None:
+    """Rank 0 cannot lock output.dir: both ranks print why and exit non-zero; none waits or writes."""
+    from lesion_studio.core.output_folder import open_output_folder
+
+    out = tmp_path / "out"
+    config = write_config(tmp_path / "c.toml", setup, out, formats=["png"], per_image=1)
+    lock = open_output_folder(out, kind="batch")  # this test process is the other export
+    before = sorted(p.name for p in out.rglob("*"))
+    try:
+        proc = run_group(
+            [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+             str(_free_port()), "-m", "lesion_studio", "batch", str(config), "--quiet", "--threads", "1"],
+            timeout=240, env=_env(), cwd=tmp_path,  # a hang guard
+        )
+    finally:
+        lock.release()
+    assert proc.returncode != 0
+    message = f"lesion-studio batch: {out.resolve()}: in use by PID {os.getpid()} since"
+    assert proc.stderr.count(message) == 2, proc.stderr[-3000:]  # rank 0 and rank 1
+    assert "exitcode  : 0" not in proc.stderr
+    assert sorted(p.name for p in out.rglob("*")) == before
+    assert live_group_members(proc.pid) == []
 
 
 def test_an_unusable_checkpoint_is_a_config_error(setup, tmp_path: Path, capsys) -> None:

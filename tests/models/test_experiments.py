@@ -79,17 +79,42 @@ def test_detection_candidates_and_diameters():
     b_boxes, b_scores = detect_from_probability(blob, 0.05)
     assert b_boxes.tolist() == [[6, 6, 9, 9]] and b_scores.tolist() == pytest.approx([0.8])
     mask = prob > 0.5
-    assert lesion_diameters_px(mask)[0] == pytest.approx(2 * np.sqrt(9 / np.pi))
-    missed, found = missed_lesion_diameters(prob[None] * 0, [mask])
-    assert missed.size == 1 and found.size == 0
-    missed, found = missed_lesion_diameters(prob[None], [mask])
-    assert missed.size == 0 and found.size == 1
+    assert lesion_diameters_px(mask)[0] == pytest.approx(4 * np.sqrt(2 / 3))  # moment diameter of a 3x3 square
+    sizes = missed_lesion_diameters(prob[None] * 0, [mask])
+    assert sizes.missed_px.size == 1 and sizes.found_px.size == 0 and sizes.missed_mm is None
+    sizes = missed_lesion_diameters(prob[None], [mask])
+    assert sizes.missed_px.size == 0 and sizes.found_px.size == 1
+
+
+def test_hem_measures_by_the_moment_diameter_with_each_images_own_spacing():
+    """One diameter definition (P3's moment diameter, what the size control synthesizes) and
+    every image's own spacing: the same 4x2 px lesion is 2x as large in mm at 2x the spacing."""
+    from lesion_studio.core.geometry.size_modulation import moment_diameter
+
+    mask = np.zeros((16, 16), bool)
+    mask[4:8, 4:6] = True
+    probs = np.zeros((2, 16, 16), np.float32)  # nothing detected: both lesions are missed
+    sizes = missed_lesion_diameters(probs, [mask, mask], spacings_mm=[(0.5, 0.5), (1.0, 2.0)])
+    assert sizes.missed_px.tolist() == pytest.approx([moment_diameter(mask)] * 2)
+    assert sizes.missed_mm.tolist() == pytest.approx([moment_diameter(mask, (0.5, 0.5)),
+                                                      moment_diameter(mask, (1.0, 2.0))])
+    assert sizes.missed_mm[0] == pytest.approx(0.5 * sizes.missed_px[0])
+    # without a spacing for one image there are no mm values at all (no silent mix)
+    assert missed_lesion_diameters(probs, [mask, mask], spacings_mm=[(0.5, 0.5), None]).missed_mm is None
+    # the painter sizes its lesions by the same definition
+    from lesion_studio.models.synthetic_sources import PhantomLesionPainter
+
+    image = np.zeros((96, 96), np.float32)
+    painted = PhantomLesionPainter().synthesize([image], [np.zeros((96, 96), bool)], 3, np.random.default_rng(0),
+                                                patients=["p"], diameters_px=np.array([12.0, 20.0, 30.0]), draw=False)
+    assert [moment_diameter(c.mask) for c in painted] == pytest.approx([12.0, 20.0, 30.0], rel=0.1)
+    assert all(c.patients == {"p"} for c in painted)
 
 
 def test_diameter_file_is_readable_by_batch_export(tmp_path):
     from lesion_studio.core.export.config import read_diameter_file as batch_read
 
-    path = write_diameter_file(tmp_path / "missed.json", np.array([2.0, 4.0]), 0.5, fold=0)
+    path = write_diameter_file(tmp_path / "missed.json", np.array([2.0, 4.0]), np.array([1.0, 2.0]), fold=0)
     assert read_diameter_file(path)["diameters_px"] == [2.0, 4.0]
     assert batch_read(path) == (1.0, 2.0)
 
@@ -152,6 +177,17 @@ synthetic_count = 8
     assert (out / "summary.csv").exists() and len(list(out.glob("folds/*.json"))) == 4
     curve = doc["folds"][0]["froc"]
     assert curve["fp_per_image"][0] == 0 and len(curve["sensitivity"]) == len(curve["fp_per_image"])
+    # the LUNA16-style read-out sits next to the box-IoU one, and both are defined in the file
+    assert "luna_cpm" in doc["folds"][0]["metrics"] and "cpm" in doc["folds"][0]["froc_luna"]
+    assert set(doc["froc_readouts"]) == {"froc", "froc_luna"}
+    # patient isolation: per fold the patient sets, checked, and the run's verdict
+    assert doc["patient_isolation"]["leakage"] == "none"
+    for f in doc["folds"]:
+        p = f["patients"]
+        assert p["leakage"] == "none" and p["train"] and p["val"] and p["test"]
+        assert not (set(p["train"]) & set(p["test"]) or set(p["val"]) & set(p["test"]))
+        assert set(p["synthetic"]) <= set(p["train"])
+        assert (f["condition"] == "real+synthetic") == bool(p["synthetic"])
     # resume: a second run recomputes nothing (no fold is trained again; no clock involved)
     import lesion_studio.models.experiments as experiments
 
@@ -181,36 +217,139 @@ def test_hard_example_mining_experiment(phantom, tmp_path):
     assert len(report["drawn_diameters_px"]) == 6
     source = report["missed_diameters_px"] or report["detected_diameters_px"]
     assert set(report["drawn_diameters_px"]) <= set(source)
-    diam = read_diameter_file(report["diameter_file"])
+    diam = read_diameter_file(cfg.out_dir / report["diameter_file"])
     assert diam["diameters_px"] == report["missed_diameters_px"]
-    assert diam["diameters_mm"] is not None
+    assert diam["diameters_mm"] is not None and diam["diameters_mm"] == report["missed_diameters_mm"]
+    assert report["diameter_definition"].startswith("moment diameter")
     # batch export reads the same file for its size sampling (P3: sizes of the missed lesions)
     from lesion_studio.core.export.config import read_diameter_file as batch_read
 
     if diam["diameters_mm"]:
-        assert batch_read(report["diameter_file"]) == pytest.approx(tuple(diam["diameters_mm"]))
+        assert batch_read(cfg.out_dir / report["diameter_file"]) == pytest.approx(tuple(diam["diameters_mm"]))
     assert doc["folds"][1]["n_train_synthetic"] == 6
+    hem_patients = doc["folds"][1]["patients"]
+    assert hem_patients["leakage"] == "none" and set(hem_patients["synthetic"]) <= set(hem_patients["train"])
+    assert doc["patient_isolation"]["leakage"] == "none"
 
 
-def test_in_process_synthesis_with_a_trained_generator(tmp_path):
-    """synthetic_generator = 'checkpoint': a (2-step, untrained-quality) texture generator
-    synthesizes the synthetic training images inside the runner via load_synthesizer."""
-    from lesion_studio.models.trainer import Trainer
-    from tests.models.conftest import tiny_config
+GENERATOR_TOML = """
+family = "texture"
+[run]
+steps = 2
+val_every = 0
+checkpoint_every = 0
+sample_every = 0
+log_every = 1
+[model]
+base_channels = 8
+disc_channels = 8
+patch_px = 32
+perceptual_weights = "disabled"
+lr_g = 3e-3
+"""
 
+
+def test_in_process_synthesis_with_a_generator_trained_per_fold(tmp_path):
+    """synthesis_checkpoint = a generator train TOML: each fold trains its own (2-step,
+    untrained-quality) texture generator on that fold's training patients only, and the runner
+    synthesizes the fold's synthetic training images with it in-process."""
     generate_phantom_dataset(tmp_path / "data", "chest", 8, seed=2, size_px=64)
-    Trainer(tiny_config("texture", tmp_path / "data", tmp_path / "gan", steps=2)).run()
+    toml = tmp_path / "texture.toml"
+    toml.write_text(GENERATOR_TOML)
     cfg = ExperimentConfig(name="ck", dataset=tmp_path / "data", out_dir=tmp_path / "out",
                            conditions=(ConditionConfig("real+gan", synthetic_count=3),), baseline="real+gan",
-                           **{**TINY, "epochs": 1, "synthetic_generator": "checkpoint"},
-                           synthesis_checkpoint=tmp_path / "gan" / "final")
+                           **{**TINY, "epochs": 1, "synthetic_generator": "checkpoint"}, synthesis_checkpoint=toml)
     doc = run_experiment(cfg)
     assert [f["n_train_synthetic"] for f in doc["folds"]] == [3, 3]
+    for f in doc["folds"]:
+        p = f["patients"]
+        assert p["leakage"] == "none" and "trained for this fold" in p["generator_note"]
+        assert p["generator"] and set(p["generator"]) <= set(p["train"])
+        assert set(p["synthetic"]) <= set(p["train"])
+    # fold 0's generator saw patients that fold 1 tests: used as a plain checkpoint it is refused
+    gen0 = tmp_path / "out" / "generators" / "frac1__fold0" / "final"
+    with pytest.raises(ConfigError, match="patient leakage"):
+        run_experiment(ExperimentConfig(**{**cfg.__dict__, "out_dir": tmp_path / "out2", "synthesis_checkpoint": gen0}))
     with pytest.raises(ConfigError):
         ExperimentConfig(name="x", dataset=tmp_path, out_dir=tmp_path, synthetic_generator="checkpoint")
     with pytest.raises(ConfigError):
         ExperimentConfig(name="x", dataset=tmp_path, out_dir=tmp_path, task="hard_example_mining",
                          conditions=(ConditionConfig("pretrained"),), baseline="pretrained")
+
+
+def test_leaking_generator_is_refused_naming_the_patients(phantom, tmp_path):
+    """A generator trained on patients that some fold tests is refused before any training,
+    and the error names them; a generator that records no patients cannot be verified."""
+    from torch import nn
+
+    from lesion_studio.models.checkpoint import save_checkpoint
+
+    everyone = sorted({c.patient_id for c in load_dataset(phantom).cases})
+    leaky = save_checkpoint(tmp_path / "gan" / "final", family="texture", config={}, networks={"g": nn.Linear(1, 1)},
+                            step=1, patients={"train": everyone[:2], "val": everyone[2:3]})
+    cfg = ExperimentConfig(name="leak", dataset=phantom, out_dir=tmp_path / "out",
+                           conditions=(ConditionConfig("real"), ConditionConfig("real+gan", synthetic_count=2)),
+                           **{**TINY, "synthetic_generator": "checkpoint"}, synthesis_checkpoint=leaky)
+    with pytest.raises(ConfigError, match="patient leakage") as err:
+        run_experiment(cfg)
+    assert all(p in str(err.value) for p in everyone[:3]) and "fold" in str(err.value)
+    assert not list((tmp_path / "out").glob("folds/*.json"))   # refused before the first fold trained
+    unrecorded = save_checkpoint(tmp_path / "old" / "final", family="texture", config={},
+                                 networks={"g": nn.Linear(1, 1)}, step=1)
+    with pytest.raises(ConfigError, match="records no training patients"):
+        run_experiment(ExperimentConfig(**{**cfg.__dict__, "synthesis_checkpoint": unrecorded}))
+
+
+def test_fold_isolation_check_names_the_leaking_patients():
+    from lesion_studio.models.patient_isolation import FoldPatients, LeakageError, check_fold_isolation
+
+    ok = FoldPatients(0, frozenset({"a", "b"}), frozenset({"c"}), frozenset({"d"}), frozenset({"a"}))
+    assert check_fold_isolation(ok)["leakage"] == "none"
+    # a data-fraction arm drawing a synthetic image from a patient outside its fraction
+    with pytest.raises(LeakageError, match="outside this fold's training patients.*: x"):
+        check_fold_isolation(FoldPatients(0, frozenset({"a"}), frozenset({"c"}), frozenset({"d"}), frozenset({"x"})))
+    with pytest.raises(LeakageError, match="generator was trained on test patients: d"):
+        check_fold_isolation(FoldPatients(0, frozenset({"a"}), frozenset({"c"}), frozenset({"d"}), frozenset({"a"}),
+                                          frozenset({"a", "d"}), "checkpoint"), condition="real+gan")
+
+
+def test_synthetic_dataset_cases_come_only_from_the_fractions_patients(phantom):
+    from lesion_studio.models.synthetic_sources import DatasetSyntheticSource
+
+    ds = load_dataset(phantom)
+    fraction = sample_by_patient(ds.cases, 0.5, seed=1)
+    allowed = {c.patient_id for c in fraction}
+    picked = DatasetSyntheticSource(phantom).select(50, allowed, seed=0)
+    assert len(picked) == len(fraction)          # all of them, and nobody else's
+    assert set().union(*(c.patients for c in picked)) == allowed
+
+
+def _stable(doc: dict) -> str:
+    """A results document without what may differ between two equal runs: durations, out_dir."""
+    doc = json.loads(json.dumps(doc))
+    doc["config"].pop("out_dir")
+    for f in doc["folds"]:
+        f.pop("seconds")
+    return json.dumps(doc, sort_keys=True)
+
+
+def test_same_config_and_seed_give_bit_identical_results_and_checkpoints(phantom, tmp_path):
+    """Issue 14: reruns differed (region F1 0.0045 / 0.611 / 0.6875). Two CPU runs of the tiny
+    experiment with one config and seed now agree exactly, checkpoints byte for byte."""
+    docs = []
+    for run in ("a", "b"):
+        cfg = ExperimentConfig(name="det", dataset=phantom, out_dir=tmp_path / run,
+                               conditions=(ConditionConfig("real+syn", synthetic_count=4),), baseline="real+syn",
+                               **{**TINY, "epochs": 2})
+        docs.append(run_experiment(cfg))
+    assert _stable(docs[0]) == _stable(docs[1])
+    assert _stable(load_results(tmp_path / "a")) == _stable(load_results(tmp_path / "b"))
+    models_a = sorted(p.name for p in (tmp_path / "a" / "models").iterdir())
+    assert models_a and any(name.endswith(".safetensors") for name in models_a)
+    for name in models_a:
+        assert (tmp_path / "a" / "models" / name).read_bytes() == (tmp_path / "b" / "models" / name).read_bytes()
+    assert docs[0]["determinism"]["reproducibility"].startswith("bit-identical")
+    assert [f["model_checkpoint"] for f in docs[0]["folds"]] == ["models/real+syn__fold0", "models/real+syn__fold1"]
 
 
 def test_results_folder_is_checked_and_locked_like_batch_and_train(phantom, tmp_path):

@@ -69,3 +69,38 @@ def test_losses_train_a_tiny_unet():
         loss.backward()
         opt.step()
     assert float(loss.detach()) < first
+
+
+def test_focal_tversky_sums_over_the_batch_hand_computed():
+    """P0 sums TP/FN/FP over the batch: p = 0.5 everywhere, lesion pixels 1 and 2 of 4 per image."""
+    logits = torch.zeros(2, 1, 2, 2)
+    target = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]], [[[1.0, 1.0], [0.0, 0.0]]]])
+    tp, fn, fp = 0.5 * 3, 0.5 * 3, 0.5 * 5
+    ti = tp / (tp + 0.7 * fn + 0.3 * fp)
+    assert float(FocalTverskyLoss()(logits, target)) == pytest.approx((1 - ti) ** 0.5, rel=1e-4)
+    per_image = [0.5 / (0.5 + 0.7 * 0.5 + 0.3 * 1.5), 1.0 / (1.0 + 0.7 * 1.0 + 0.3 * 1.0)]
+    assert float(FocalTverskyLoss()(logits, target)) != pytest.approx(
+        sum((1 - t) ** 0.5 for t in per_image) / 2, rel=1e-3)  # not the per-image mean any more
+
+
+def test_lesion_free_images_teach_the_loss_about_false_positives():
+    """Issue 14: per image, FTL on a lesion-free image was 1.000 with a ~1e-8 gradient whatever
+    the prediction. Now a false positive on it costs, and its gradient pushes it down."""
+    loss_fn = FocalTverskyLoss()
+    empty = torch.zeros(2, 1, 16, 16)
+    clean = torch.full((2, 1, 16, 16), -8.0)
+    blob = clean.clone()
+    blob[:, :, 4:9, 4:9] = 6.0                       # a confident false lesion on each image
+    assert float(loss_fn(clean, empty)) < 1e-3
+    assert float(loss_fn(blob, empty)) > 0.9
+    logits = torch.zeros(2, 1, 16, 16, requires_grad=True)   # p = 0.5: unsure everywhere
+    loss_fn(logits, empty).backward()
+    assert logits.grad.abs().max() > 1e-3 and (logits.grad >= 0).all()  # lowering p lowers the loss
+    # in a batch with a lesion image, a false positive on the lesion-free image still raises the loss
+    target = torch.zeros(2, 1, 16, 16)
+    target[0, 0, 2:5, 2:5] = 1.0
+    good = torch.where(target > 0, 8.0, -8.0)
+    bad = good.clone()
+    bad[1, 0, 10:14, 10:14] = 6.0
+    assert float(loss_fn(bad, target)) > float(loss_fn(good, target)) + 0.3
+    assert float(FocalTverskyLoss(negative_weight=0.0)(blob, empty)) == 0.0  # the P0 term alone is blind here

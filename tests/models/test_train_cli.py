@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from lesion_studio.app.cli import main
 from lesion_studio.models.checkpoint import load_checkpoint
-from tests._process import run_group
+from tests._process import live_group_members, run_group
 
 TOML = """
 family = "texture"
@@ -72,3 +73,33 @@ def test_torchrun_two_gloo_processes(chest_dataset: Path, tmp_path: Path) -> Non
     assert written == ["best.json", "final.json"]  # rank 0 alone writes
     assert (tmp_path / "run" / ".lesion-studio-output.json").is_file()  # rank 0 claimed the folder
     assert load_checkpoint(tmp_path / "run" / "final", family="texture").step == 4
+
+
+def test_torchrun_ranks_stop_with_rank_0_when_the_run_folder_is_locked(chest_dataset: Path, tmp_path: Path) -> None:
+    """Rank 0 cannot lock the run folder: every rank says why and exits non-zero, none hangs or writes."""
+    from lesion_studio.core.output_folder import open_output_folder
+
+    config = _config(tmp_path, chest_dataset, 4)
+    lock = open_output_folder(tmp_path / "run", kind="train")  # this test process is the other run
+    before = sorted(p.name for p in (tmp_path / "run").rglob("*"))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    try:
+        proc = run_group(
+            [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
+             str(_free_port()), "-m", "lesion_studio", "train", str(config), "--quiet"],
+            timeout=240, env=env, cwd=tmp_path,  # a hang guard: a waiting rank would never return
+        )
+    finally:
+        lock.release()
+    assert proc.returncode != 0
+    message = f"lesion-studio train: {(tmp_path / 'run').resolve()}: in use by PID {os.getpid()} since"
+    assert proc.stderr.count(message) == 2, proc.stderr[-3000:]  # rank 0 and rank 1 each say it
+    # torchrun's summary lists every rank that failed with its exit code (2, or SIGTERM when
+    # torchrun stopped a rank after rank 0 had exited): both ranks, none with exit code 0.
+    codes = {int(rank): int(code) for rank, code in
+             re.findall(r"rank\s*: (\d+) \(local_rank: \d+\)\s*exitcode\s*: (-?\d+)", proc.stderr)}
+    assert set(codes) == {0, 1} and 0 not in codes.values(), proc.stderr[-3000:]
+    assert codes[0] == 2 or codes[1] == 2
+    assert sorted(p.name for p in (tmp_path / "run").rglob("*")) == before  # no rank wrote there
+    assert live_group_members(proc.pid) == []  # no worker left running
+

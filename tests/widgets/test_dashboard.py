@@ -162,3 +162,10 @@ def test_dialog_validates_in_the_background_when_the_folder_is_typed(qtbot, smal
         dialog.validate_async()
         assert dialog.report_label.text() == "Validating…"
     assert blocker.args[0].ok and dialog.buttons.button(dialog.buttons.StandardButton.Ok).isEnabled()
+
+
+def test_a_constant_learning_rate_is_plotted_from_zero_to_above_it(dashboard):
+    """Auto-range put a constant 2e-4 in the middle of a ±0.5 axis (ticks -400…400 ×0.001)."""
+    dashboard.set_run("run a", _history(20))
+    low, high = dashboard.lr_plot.viewRange()[1]
+    assert low == pytest.approx(0.0, abs=1e-6) and 2e-4 < high < 4e-4

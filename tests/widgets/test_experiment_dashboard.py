@@ -41,6 +41,8 @@ def test_dashboard_shows_and_exports(qtbot, results, tmp_path):
     qtbot.waitExposed(dash)
     assert isinstance(dash, ExperimentDashboard)
     assert "tiny phantom study" in dash.title.text()
+    # the segmenter's heatmap detector made the detection metrics: the dashboard says it is a baseline
+    assert "heatmap (fast baseline, not comparable with the papers' detectors)" in dash.detector_label.text()
     # one row per condition, significance legend, numeric sorting by clicking a header
     assert dash.table.rowCount() == 3
     col = dash.table_metrics().index("region_f1") + 1
@@ -69,3 +71,12 @@ def test_dashboard_refuses_other_files(qtbot, tmp_path):
     qtbot.addWidget(dash)
     with pytest.raises(ConfigError):
         dash.load(bad)
+
+
+def test_dashboard_names_a_box_detector_with_its_backbone_and_initialisation():
+    from lesion_studio.models.detectors import detector_description
+    from lesion_studio.widgets.experiment_dashboard import detector_label
+
+    text = detector_label({"detector": detector_description("retinanet", "resnet18_fpn")})
+    assert text.startswith("RetinaNet") and "resnet18_fpn" in text and "from scratch" in text
+    assert detector_label({}).startswith("heatmap (fast baseline")  # results from before box detectors

@@ -51,6 +51,7 @@ def main(argv: list[str]) -> int:
                            force=args.force)
     except LesionStudioError as exc:  # the dataset or a checkpoint cannot be used at all
         print(f"lesion-studio batch: {exc}", file=sys.stderr)
+        _report_on_every_rank(exc)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         print("lesion-studio batch: interrupted (re-run the same command to resume)", file=sys.stderr)
@@ -62,3 +63,11 @@ def main(argv: list[str]) -> int:
             if dist.is_available() and dist.is_initialized():
                 dist.destroy_process_group()
     return EXIT_FAILURES if result.failures else EXIT_OK
+
+
+def _report_on_every_rank(exc: BaseException) -> None:
+    """Under torchrun, an output folder rank 0 could not lock stops every rank: wait until each has said so."""
+    if getattr(exc, "on_every_rank", False):
+        from lesion_studio.models.distributed import report_on_every_rank
+
+        report_on_every_rank(exc)

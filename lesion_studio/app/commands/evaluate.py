@@ -64,5 +64,6 @@ def main(argv: list[str]) -> int:
                 mark = "*" if s["significant"] else ""
                 parts.append(f"{m} {s['mean']:.3f}±{s['sd']:.3f}{mark}")
         print(f"{condition}: " + ", ".join(parts))
+    print(f"detector: {doc['detector']['label']}")
     print(f"results: {config.out_dir / 'results.json'}")
     return 0

@@ -41,6 +41,7 @@ def main(argv: list[str]) -> int:
         result = train(config, callback=callback, resume=args.resume, force=args.force)
     except LesionStudioError as exc:
         print(f"lesion-studio train: {exc}", file=sys.stderr)
+        _report_on_every_rank(exc)
         return 2
     except KeyboardInterrupt:
         print("lesion-studio train: interrupted", file=sys.stderr)
@@ -55,3 +56,11 @@ def main(argv: list[str]) -> int:
     if result.best_checkpoint:
         print(f"best: {result.best_checkpoint} {result.best_metrics}")
     return 0
+
+
+def _report_on_every_rank(exc: BaseException) -> None:
+    """Under torchrun, an output folder rank 0 could not lock stops every rank: wait until each has said so."""
+    if getattr(exc, "on_every_rank", False):
+        from lesion_studio.models.distributed import report_on_every_rank
+
+        report_on_every_rank(exc)

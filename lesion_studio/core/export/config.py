@@ -1,21 +1,22 @@
 """The batch-export TOML config: what to synthesize from which dataset, into which formats.
 
-`load_batch_config(path)` parses with `tomllib`, checks every key and value, and raises one
-`ConfigError` listing EVERY problem as `FILE:LINE: section.key: reason` (the line comes
-from a small scan of the TOML text for `key =` lines inside their `[section]`). Relative
-paths are resolved against the config file's folder. See docs/batch_export.md.
+`load_batch_config(path)` checks every key and value against `BATCH_SCHEMA` with
+`core.config_schema` (the one validation layer of every config), then the files it names and
+the rules that tie keys together, and raises one `ConfigError` listing EVERY problem as
+`FILE:LINE: section.key: reason`. Relative paths are resolved against the config file's
+folder. See docs/batch_export.md.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lesion_studio.core.augmentation_plan import P0_TARGETS_PER_IMAGE, P0_VARIANTS_PER_IMAGE, REMOVE_PROBABILITY
+from lesion_studio.core.config_schema import Problems, Setting, check_tables, load_toml
 from lesion_studio.core.errors import ConfigError
 from lesion_studio.core.model_catalog import CLASSICAL_MODELS
 
@@ -26,30 +27,12 @@ CLASSICAL_FAMILIES = tuple(name for name, _ in CLASSICAL_MODELS)
 DEFAULT_INPAINT_METHOD = "real-nodule"
 DEFAULT_REMOVE_METHOD = "auto-fill"
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
 FORMATS = ("png", "nifti", "nnunet", "coco", "dicom")
 DIAMETER_KINDS = ("bank", "fixed", "uniform", "empirical", "file")
 CLASSIC_PRESETS = ("none", "P2", "P4")
 MASK_SOURCES = ("bank", "generator", "real")
 NNUNET_FILE_ENDINGS = (".nii.gz", ".png")
 DEVICES = ("auto", "cpu", "cuda")
-
-#: Every accepted key, by table ("" is the top level).
-KNOWN_KEYS: dict[str, tuple[str, ...]] = {
-    "": ("seed", "input", "synthesis", "diameters", "models", "classic", "output"),
-    "input": ("dataset", "splits", "mask_bank", "dicom_template"),
-    "synthesis": ("per_image", "inpaint", "replace_remove", "outpaint_fraction", "targets_per_image",
-                  "remove_probability", "mask_source"),
-    "diameters": ("kind", "values_mm", "range_mm", "file"),
-    "models": ("inpaint", "remove", "outpaint", "shape", "device"),
-    "classic": ("preset",),
-    "output": ("dir", "formats", "nnunet_id", "nnunet_name", "nnunet_file_ending", "include_real"),
-}
-
 
 #: Upper bounds that keep a typo (`per_image = 1000000000`) from planning billions of items:
 #: the plan is built even for `--dry-run`.
@@ -112,36 +95,60 @@ class BatchConfig:
         return out
 
 
-# -- line numbers -------------------------------------------------------------------------------
-_TABLE = re.compile(r"^\s*\[\s*([A-Za-z0-9_.\-]+)\s*\]\s*(#.*)?$")
-_KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+|\"[^\"]*\")\s*=")
+def _ordered(value: list[int]) -> str | None:
+    return None if value[0] <= value[1] else f"low must not exceed high, got {value}"
 
 
-def key_lines(text: str) -> dict[str, int]:
-    """`{"section.key": line}` for every `key = ...` line, and `{"section": line}` for tables."""
-    lines: dict[str, int] = {}
-    table = ""
-    for number, raw in enumerate(text.splitlines(), start=1):
-        match = _TABLE.match(raw)
-        if match:
-            table = match.group(1)
-            lines.setdefault(table, number)
-            continue
-        match = _KEY.match(raw)
-        if match:
-            key = match.group(1).strip('"')
-            lines.setdefault(f"{table}.{key}" if table else key, number)
-    return lines
+def _not_blank(value: str) -> str | None:
+    return None if value.strip() else "is required"
 
 
-class _Problems:
-    def __init__(self, path: Path, lines: dict[str, int]) -> None:
-        self.path, self.lines, self.items = path, lines, []
+def _nnunet_name(value: str) -> str | None:
+    return None if re.fullmatch(r"[A-Za-z0-9_\-]+", value) else f"must be letters, digits, '_' or '-', got {value!r}"
 
-    def add(self, key: str, reason: str) -> None:
-        line = self.lines.get(key) or self.lines.get(key.split(".")[0])
-        where = f"{self.path}:{line}" if line else str(self.path)
-        self.items.append(f"{where}: {key}: {reason}")
+
+#: Every key of a batch config (checked by `core.config_schema`, like every other config).
+BATCH_SCHEMA: dict[str, dict[str, Setting]] = {
+    "": {"seed": Setting("int", 0, ge=0)},
+    "input": {
+        "dataset": Setting("path", check=_not_blank, doc="dataset folder (docs/dataset_format.md)"),
+        "splits": Setting("list[str]", [], choices=("train", "val", "test"), doc="empty: every split"),
+        "mask_bank": Setting("path", ""),
+        "dicom_template": Setting("path", ""),
+    },
+    "synthesis": {
+        "per_image": Setting("int", P0_VARIANTS_PER_IMAGE, ge=1, le=MAX_PER_IMAGE),
+        "inpaint": Setting("bool", True),
+        "replace_remove": Setting("bool", True),
+        "outpaint_fraction": Setting("float", 0.0, ge=0.0, le=1.0),
+        "targets_per_image": Setting("list[int]", list(P0_TARGETS_PER_IMAGE), ge=1, le=MAX_TARGETS_PER_IMAGE,
+                                     min_len=2, max_len=2, check=_ordered, doc="[low, high] lesions per image"),
+        "remove_probability": Setting("float", REMOVE_PROBABILITY, ge=0.0, le=1.0),
+        "mask_source": Setting("str", "bank", choices=MASK_SOURCES),
+    },
+    "diameters": {
+        "kind": Setting("str", "bank", choices=DIAMETER_KINDS),
+        "values_mm": Setting("list[float]", None, gt=0.0, min_len=1, doc="millimetres"),
+        "range_mm": Setting("list[float]", None, gt=0.0, min_len=2, max_len=2, check=_ordered, doc="millimetres"),
+        "file": Setting("path", ""),
+    },
+    "models": {
+        "inpaint": Setting("str", "", doc=f"a checkpoint or a classical method (default {DEFAULT_INPAINT_METHOD})"),
+        "remove": Setting("str", "", doc=f"a checkpoint or a classical method (default {DEFAULT_REMOVE_METHOD})"),
+        "outpaint": Setting("path", ""),
+        "shape": Setting("path", ""),
+        "device": Setting("str", "auto", choices=DEVICES),
+    },
+    "classic": {"preset": Setting("str", "none", choices=CLASSIC_PRESETS)},
+    "output": {
+        "dir": Setting("path", check=_not_blank),
+        "formats": Setting("list[str]", ["png"], choices=FORMATS, min_len=1),
+        "nnunet_id": Setting("int", 501, ge=1, le=999),
+        "nnunet_name": Setting("str", "LesionStudio", check=_nnunet_name),
+        "nnunet_file_ending": Setting("str", ".nii.gz", choices=NNUNET_FILE_ENDINGS),
+        "include_real": Setting("bool", False),
+    },
+}
 
 
 def _resolve(base: Path, value: str) -> Path:
@@ -152,160 +159,69 @@ def _resolve(base: Path, value: str) -> Path:
 def load_batch_config(path: str | Path, *, check_files: bool = True) -> BatchConfig:
     """Read and validate a batch config; ConfigError listing every problem (line and key)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError("batch config not found", path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"batch config cannot be read ({exc})", path) from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"not valid TOML: {exc}", path) from exc
+    data, text = load_toml(path, what="batch config")
     return parse_batch_config(data, path=path, text=text, check_files=check_files)
 
 
 def parse_batch_config(data: dict[str, Any], *, path: Path, text: str = "", check_files: bool = True) -> BatchConfig:
-    """Validate parsed TOML (see `load_batch_config`)."""
+    """Validate parsed TOML (see `load_batch_config`): every key against `BATCH_SCHEMA`, then
+    the files it names and the rules that tie keys together, all into one `ConfigError`."""
     path = Path(path).resolve()
     base = path.parent
-    p = _Problems(path, key_lines(text))
+    p = Problems(path, text, "batch config")
+    t = check_tables(data, BATCH_SCHEMA, p)
     values: dict[str, Any] = {}
-
-    for table, keys in KNOWN_KEYS.items():
-        section = data if table == "" else data.get(table, {})
-        if table and table in data and not isinstance(section, dict):
-            p.add(table, "must be a table ([" + table + "])")
-            continue
-        for key in section:
-            if key not in keys:
-                name = f"{table}.{key}" if table else key
-                p.add(name, f"unknown key (expected one of: {', '.join(keys)})")
-
-    def get(table: str, key: str, default: Any = None) -> Any:
-        section = data.get(table, {}) if table else data
-        return section.get(key, default) if isinstance(section, dict) else default
-
-    def as_int(table: str, key: str, default: int, low: int | None = None, high: int | None = None) -> int:
-        value = get(table, key, default)
-        name = f"{table}.{key}" if table else key
-        if isinstance(value, bool) or not isinstance(value, int):
-            p.add(name, f"must be an integer, got {value!r}")
-            return default
-        if (low is not None and value < low) or (high is not None and value > high):
-            bounds = f">= {low}" if high is None else f"in {low}..{high}"
-            p.add(name, f"must be {bounds}, got {value}")
-            return default
-        return value
-
-    def as_bool(table: str, key: str, default: bool) -> bool:
-        value = get(table, key, default)
-        if not isinstance(value, bool):
-            p.add(f"{table}.{key}", f"must be true or false, got {value!r}")
-            return default
-        return value
-
-    def as_float(table: str, key: str, default: float, low: float, high: float) -> float:
-        value = get(table, key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low <= value <= high):
-            p.add(f"{table}.{key}", f"must be a number in [{low}, {high}], got {value!r}")
-            return default
-        return float(value)
-
-    def as_choice(table: str, key: str, default: str, choices: tuple[str, ...]) -> str:
-        value = get(table, key, default)
-        if value not in choices:
-            p.add(f"{table}.{key}", f"must be one of {', '.join(map(repr, choices))}, got {value!r}")
-            return default
-        return value
 
     def as_path(table: str, key: str, *, required: bool = False, must_exist: bool = True,
                 what: str = "file") -> Path | None:
-        value = get(table, key, "")
-        name = f"{table}.{key}"
-        if not isinstance(value, str):
-            p.add(name, f"must be a path string, got {value!r}")
-            return None
+        value = t[table].get(key) or ""
         if value == "":
-            if required:
-                p.add(name, "is required")
+            if required and not any(q.name == f"{table}.{key}" for q in p.items):
+                p.add(f"{table}.{key}", "is required")
             return None
         resolved = _resolve(base, value)
         if must_exist and check_files and not resolved.exists() and not _checkpoint_exists(resolved, what):
-            p.add(name, f"{what} not found: {resolved}")
+            p.add(f"{table}.{key}", f"{what} not found: {resolved}")
         return resolved
 
-    def as_numbers(table: str, key: str, n: int | None = None) -> tuple[float, ...] | None:
-        value = get(table, key)
-        name = f"{table}.{key}"
-        if value is None:
-            return None
-        if (not isinstance(value, list) or not value
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
-            p.add(name, f"must be a list of numbers, got {value!r}")
-            return None
-        if n is not None and len(value) != n:
-            p.add(name, f"must hold {n} numbers, got {len(value)}")
-            return None
-        if not all(math.isfinite(v) and v > 0 for v in value):
-            p.add(name, "every value must be a positive number (millimetres)")
-            return None
-        return tuple(float(v) for v in value)
-
-    values["seed"] = as_int("", "seed", 0, low=0)
-    values["dataset"] = as_path("input", "dataset", required=True, what="dataset folder")
-    splits = get("input", "splits", [])
-    if not isinstance(splits, list) or not all(s in ("train", "val", "test") for s in splits):
-        p.add("input.splits", f"must be a list of 'train', 'val', 'test', got {splits!r}")
-        splits = []
-    values["splits"] = tuple(splits)
+    values["seed"] = t[""]["seed"]
+    values["dataset"] = as_path("input", "dataset", what="dataset folder")
+    values["splits"] = tuple(t["input"]["splits"])
     values["mask_bank"] = as_path("input", "mask_bank", what="mask bank")
     values["dicom_template"] = as_path("input", "dicom_template", what="DICOM template")
 
-    values["per_image"] = as_int("synthesis", "per_image", P0_VARIANTS_PER_IMAGE, low=1, high=MAX_PER_IMAGE)
-    values["inpaint"] = as_bool("synthesis", "inpaint", True)
-    values["replace_remove"] = as_bool("synthesis", "replace_remove", True)
-    values["outpaint_fraction"] = as_float("synthesis", "outpaint_fraction", 0.0, 0.0, 1.0)
-    values["remove_probability"] = as_float("synthesis", "remove_probability", REMOVE_PROBABILITY, 0.0, 1.0)
-    values["mask_source"] = as_choice("synthesis", "mask_source", "bank", MASK_SOURCES)
-    targets = get("synthesis", "targets_per_image", list(P0_TARGETS_PER_IMAGE))
-    if (not isinstance(targets, list) or len(targets) != 2
-            or not all(isinstance(v, int) and not isinstance(v, bool) for v in targets)
-            or not 1 <= targets[0] <= targets[1] <= MAX_TARGETS_PER_IMAGE):
-        p.add("synthesis.targets_per_image",
-              f"must be [low, high] with 1 <= low <= high <= {MAX_TARGETS_PER_IMAGE}, got {targets!r}")
-        targets = list(P0_TARGETS_PER_IMAGE)
-    values["targets_per_image"] = (int(targets[0]), int(targets[1]))
+    synthesis = t["synthesis"]
+    for key in ("per_image", "inpaint", "replace_remove", "outpaint_fraction", "remove_probability", "mask_source"):
+        values[key] = synthesis[key]
+    values["targets_per_image"] = tuple(synthesis["targets_per_image"])
     if not (values["inpaint"] or values["replace_remove"] or values["outpaint_fraction"] > 0):
         p.add("synthesis", "nothing to do: enable inpaint, replace_remove or a positive outpaint_fraction")
 
-    kind = as_choice("diameters", "kind", "bank", DIAMETER_KINDS)
-    values_mm = as_numbers("diameters", "values_mm")
-    range_mm = as_numbers("diameters", "range_mm", 2)
+    diameters = t["diameters"]
+    given = data.get("diameters") if isinstance(data.get("diameters"), dict) else {}
+    kind, values_mm, range_mm = diameters["kind"], diameters["values_mm"], diameters["range_mm"]
     file = as_path("diameters", "file", what="diameter file")
-    if kind == "fixed" and values_mm is None and "values_mm" not in data.get("diameters", {}):
+    if kind == "fixed" and "values_mm" not in given:
         p.add("diameters.kind", "'fixed' needs diameters.values_mm = [..]")
-    if kind == "uniform":
-        if range_mm is None and "range_mm" not in data.get("diameters", {}):
-            p.add("diameters.kind", "'uniform' needs diameters.range_mm = [low, high]")
-        elif range_mm is not None and range_mm[0] > range_mm[1]:
-            p.add("diameters.range_mm", f"low must not exceed high, got {list(range_mm)}")
-    if kind == "file" and file is None and "file" not in data.get("diameters", {}):
+    if kind == "uniform" and "range_mm" not in given:
+        p.add("diameters.kind", "'uniform' needs diameters.range_mm = [low, high]")
+    if kind == "file" and "file" not in given:
         p.add("diameters.kind", "'file' needs diameters.file = \"...\"")
     if kind == "file" and file is not None and check_files and file.exists():
         try:
             read_diameter_file(file)
         except ConfigError as exc:
             p.add("diameters.file", exc.reason)
-    values["diameters"] = DiameterSpec(kind=kind, values_mm=values_mm or (), range_mm=range_mm, file=file)
+    values["diameters"] = DiameterSpec(kind=kind, values_mm=tuple(values_mm or ()),
+                                       range_mm=None if range_mm is None else (range_mm[0], range_mm[1]), file=file)
 
     def as_method(key: str, default: str) -> Path | str | None:
-        value = get("models", key, default)
-        if isinstance(value, str) and value in CLASSICAL_FAMILIES:
+        value = t["models"][key]
+        if value in CLASSICAL_FAMILIES:
             return value
-        if value in ("", None):
+        if value == "":
             return default
-        if isinstance(value, str) and check_files and "/" not in value and "\\" not in value:
+        if check_files and "/" not in value and "\\" not in value:
             resolved = _resolve(base, value)
             if not resolved.exists() and not _checkpoint_exists(resolved, "checkpoint"):
                 p.add(f"models.{key}", f"{value!r} is neither a checkpoint ({resolved} not found) nor a classical "
@@ -319,29 +235,16 @@ def parse_batch_config(data: dict[str, Any], *, path: Path, text: str = "", chec
                                             what="checkpoint")
     values["shape_checkpoint"] = as_path("models", "shape", required=values["mask_source"] == "generator",
                                          what="checkpoint")
-    values["device"] = as_choice("models", "device", "auto", DEVICES)
-    values["classic_preset"] = as_choice("classic", "preset", "none", CLASSIC_PRESETS)
+    values["device"] = t["models"]["device"]
+    values["classic_preset"] = t["classic"]["preset"]
 
-    out_dir = as_path("output", "dir", required=True, must_exist=False)
-    values["output_dir"] = out_dir
-    formats = get("output", "formats", ["png"])
-    if not isinstance(formats, list) or not formats or not all(f in FORMATS for f in formats):
-        p.add("output.formats", f"must be a non-empty list of {', '.join(map(repr, FORMATS))}, got {formats!r}")
-        formats = ["png"]
-    values["formats"] = tuple(dict.fromkeys(formats))
-    values["nnunet_id"] = as_int("output", "nnunet_id", 501, low=1, high=999)
-    name = get("output", "nnunet_name", "LesionStudio")
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
-        p.add("output.nnunet_name", f"must be letters, digits, '_' or '-', got {name!r}")
-        name = "LesionStudio"
-    values["nnunet_name"] = name
-    values["nnunet_file_ending"] = as_choice("output", "nnunet_file_ending", ".nii.gz", NNUNET_FILE_ENDINGS)
-    values["include_real"] = as_bool("output", "include_real", False)
+    output = t["output"]
+    values["output_dir"] = as_path("output", "dir", must_exist=False)
+    values["formats"] = tuple(dict.fromkeys(output["formats"]))
+    for key in ("nnunet_id", "nnunet_name", "nnunet_file_ending", "include_real"):
+        values[key] = output[key]
 
-    if p.items:
-        raise ConfigError(
-            f"{len(p.items)} problem(s) in the batch config:\n  " + "\n  ".join(p.items), path,
-        )
+    p.raise_if_any()
     return BatchConfig(path=path, **values)
 
 

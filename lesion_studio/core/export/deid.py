@@ -23,9 +23,12 @@ unknown to pydicom's data dictionary and the issuers of removed identifiers (`ST
 see `dicom_derived`). Pixel data is never inspected: text burned into pixels is not removed.
 
 Options (off by default): `retain_uids` (Retain UIDs Option: U becomes K) and
-`retain_safe_private` (Retain Safe Private Option: private attributes the dataset itself
-declares safe in its Private Data Element Characteristics Sequence, or listed by the caller
-as `(group, private creator, element offset)`, e.g. from Table E.3.10-1, are kept).
+`retain_safe_private` (Retain Safe Private Option, E.3.10): a private attribute is kept only
+when its block's private creator and its element offset are listed in the built-in Table
+E.3.10-1 subset (`safe_private.SAFE_PRIVATE_TABLE`), listed by the caller as
+`(group, private creator, element offset)`, or declared safe by the dataset itself in its
+Private Data Element Characteristics Sequence; its private creator element is kept with it,
+every other private attribute is removed. The same offset under another creator is removed.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import PYDICOM_ROOT_UID, generate_uid
+
+from lesion_studio.core.export.safe_private import safe_private_keys
 
 BASIC_PROFILE_NAME = "DICOM PS3.15 E.1 Basic Application Level Confidentiality Profile"
 #: CID 7050 codes for DeidentificationMethodCodeSequence.
@@ -160,7 +165,8 @@ def _dummy(elem, secret: str):
 
 
 def _safe_private_tags(ds: Dataset, safe_private: Collection[tuple[int, str, int]]) -> set[BaseTag]:
-    """Private tags of `ds` (one level) that are safe: declared by the dataset or listed by the caller."""
+    """Private tags of `ds` (one level) that are safe: in Table E.3.10-1 (built in), listed by the
+    caller, or declared by the dataset; each with its private creator element."""
     declared: dict[tuple[int, str], set[int] | None] = {}  # (group, creator) -> element offsets or all
     for item in ds.get("PrivateDataElementCharacteristicsSequence", None) or []:
         try:
@@ -174,7 +180,7 @@ def _safe_private_tags(ds: Dataset, safe_private: Collection[tuple[int, str, int
             offsets = item.get("NonidentifyingPrivateElements", None)
             offsets = [] if offsets is None else (offsets if isinstance(offsets, Iterable) else [offsets])
             declared.setdefault(key, set()).update(int(v) & 0xFF for v in offsets)
-    listed = {(int(g), str(c).strip(), int(e) & 0xFF) for g, c, e in safe_private}
+    listed = safe_private_keys() | {(int(g), str(c).strip(), int(e) & 0xFF) for g, c, e in safe_private}
     safe: set[BaseTag] = set()
     for tag in ds.keys():
         if not tag.is_private or tag.element < 0x1000:
@@ -236,7 +242,8 @@ def deidentify(ds: Dataset, *, uid_secret: str, retain_uids: bool = False, retai
 
     `uid_secret` makes replaced UIDs deterministic for one export yet unlinkable to the originals
     without it: pass a random value kept with the export, never a name. The options are those of
-    PS3.15 E.3.9 (`retain_uids`) and E.3.10 (`retain_safe_private`, `safe_private`)."""
+    PS3.15 E.3.9 (`retain_uids`) and E.3.10 (`retain_safe_private`; `safe_private` adds rows to
+    the built-in Table E.3.10-1 subset). Without `retain_safe_private` every private attribute goes."""
     if not uid_secret:
         raise ValueError("deidentify needs a non-empty uid_secret (a random value kept with the export)")
     table = basic_profile()

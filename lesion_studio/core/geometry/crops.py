@@ -236,9 +236,12 @@ def resize_mask(mask: np.ndarray, shape: tuple[int, int], *, method: str = "soft
 
     `method="soft"` (default) resizes the coverage map (`resize_soft_mask`) and keeps pixels
     covered at least half: upsampled edges are smooth and the area is kept. A lesion (an
-    8-connected component) that would vanish (no kept pixel in its box on the new grid) keeps
-    its best-covered pixel, so small lesions survive shrinking. `method="nearest"` is
-    plain nearest neighbour (staircases; for callers that must match a paper's resampling).
+    8-connected component) that would vanish keeps its best-covered pixel, so no lesion is
+    ever lost by shrinking (a 2 px lesion at 1024² is one pixel at 256²). "Vanish" is judged
+    on the lesion's own footprint, the output pixels holding the centres of its pixels, so a
+    neighbouring lesion's pixels never stand in for it. `method="nearest"` is plain nearest
+    neighbour (staircases, and small lesions can fall between samples; for callers that must
+    match a paper's resampling).
     """
     mask = np.asarray(mask)
     rows, cols = int(shape[0]), int(shape[1])
@@ -259,26 +262,22 @@ def resize_mask(mask: np.ndarray, shape: tuple[int, int], *, method: str = "soft
 
 
 def _keep_lost_components(binary: np.ndarray, soft: np.ndarray, out: np.ndarray) -> None:
-    """Keep, in place, the best-covered output pixel of each input component `out` lost.
+    """Keep, in place, the best-covered footprint pixel of each input component `out` lost.
 
-    A component counts as lost when no kept pixel lies in its bounding box mapped to the
-    output grid; the pixel set is the one of highest coverage inside that box.
+    A component's footprint is the set of output pixels that contain the centre of one of its
+    pixels; it counts as lost when none of them is kept.
     """
-    labels, _ = ndimage.label(binary, structure=np.ones((3, 3), dtype=bool))
-    scale_r = out.shape[0] / binary.shape[0]
-    scale_c = out.shape[1] / binary.shape[1]
-    for found in ndimage.find_objects(labels):
-        if found is None:
-            continue
-        r0 = min(int(np.floor(found[0].start * scale_r)), out.shape[0] - 1)
-        c0 = min(int(np.floor(found[1].start * scale_c)), out.shape[1] - 1)
-        r1 = max(int(np.ceil(found[0].stop * scale_r)), r0 + 1)
-        c1 = max(int(np.ceil(found[1].stop * scale_c)), c0 + 1)
-        if out[r0:r1, c0:c1].any():
-            continue
-        window = soft[r0:r1, c0:c1]
-        best = np.unravel_index(int(np.argmax(window)), window.shape)
-        out[r0 + best[0], c0 + best[1]] = True
+    labels, n = ndimage.label(binary, structure=np.ones((3, 3), dtype=bool))
+    rr, cc = np.nonzero(labels)
+    lab = labels[rr, cc]
+    orow = np.minimum(((rr + 0.5) * (out.shape[0] / binary.shape[0])).astype(np.int64), out.shape[0] - 1)
+    ocol = np.minimum(((cc + 0.5) * (out.shape[1] / binary.shape[1])).astype(np.int64), out.shape[1] - 1)
+    kept = np.bincount(lab, weights=out[orow, ocol], minlength=n + 1) > 0
+    for component in np.nonzero(~kept[1:])[0] + 1:
+        at = lab == component
+        r, c = orow[at], ocol[at]
+        best = int(np.argmax(soft[r, c]))
+        out[r[best], c[best]] = True
 
 
 def feather_weights(shape: tuple[int, int], feather_px: float) -> np.ndarray:

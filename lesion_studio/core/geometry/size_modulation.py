@@ -54,6 +54,25 @@ def moment_diameter(mask: np.ndarray, spacing_mm: tuple[float, float] | None = N
     return float(props.axis_major_length + props.axis_minor_length) / 2.0  # P3 §III-B
 
 
+def component_moment_diameters(mask: np.ndarray, spacing_mm: tuple[float, float] | None = None) -> np.ndarray:
+    """`moment_diameter` of each 8-connected lesion of a mask, in `ndimage.label` order.
+
+    The one diameter definition of the size control, hard-example mining and the LUNA16-style
+    hit radius. A lesion is at least one pixel wide: a single pixel (whose second moments are
+    zero) reads 1 px (the mean pixel side in mm with a spacing), not 0. In mm with a valid
+    `spacing_mm`, in pixels otherwise; `(N,)` float64.
+    """
+    from scipy import ndimage
+
+    labels, n = ndimage.label(np.asarray(mask, dtype=bool), structure=np.ones((3, 3), dtype=bool))
+    if n == 0:
+        return np.zeros(0)
+    spacing = valid_spacing(spacing_mm)
+    props = _skmeasure.regionprops(labels, spacing=spacing if spacing else (1.0, 1.0))
+    floor = (spacing[0] + spacing[1]) / 2.0 if spacing else 1.0
+    return np.array([max((p.axis_major_length + p.axis_minor_length) / 2.0, floor) for p in props], dtype=float)
+
+
 def tight_crop(mask: np.ndarray) -> np.ndarray:
     """The mask cut to the bounding box of its foreground (P3 §III-B, third step)."""
     box = lesion_bbox(mask)

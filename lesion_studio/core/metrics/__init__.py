@@ -17,6 +17,7 @@ from lesion_studio.core.metrics.detection import (
     masks_to_boxes,
     node21_score,
 )
+from lesion_studio.core.metrics.luna_froc import LesionDiscs, LunaFroc, lesion_discs, luna_froc
 from lesion_studio.core.metrics.pixel import dice, fbeta, mean_dice, pixel_counts, pixel_scores
 from lesion_studio.core.metrics.region import (
     RegionCounts,
@@ -28,9 +29,9 @@ from lesion_studio.core.metrics.region import (
 )
 
 __all__ = [
-    "FROC_FP_RATES", "FrocCurve", "RegionCounts", "average_precision", "dice", "fbeta",
-    "froc_auc", "froc_curve", "froc_sensitivities", "image_level_scores", "masks_to_boxes",
-    "match_detections", "mean_dice", "node21_score", "pixel_counts", "pixel_scores",
+    "FROC_FP_RATES", "FrocCurve", "LesionDiscs", "LunaFroc", "RegionCounts", "average_precision", "dice",
+    "fbeta", "froc_auc", "froc_curve", "froc_sensitivities", "image_level_scores", "lesion_discs", "luna_froc",
+    "masks_to_boxes", "match_detections", "mean_dice", "node21_score", "pixel_counts", "pixel_scores",
     "region_counts", "region_scores", "size_group_bounds_px", "size_group_recall",
     "thresholded_counts",
 ]

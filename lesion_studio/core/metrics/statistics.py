@@ -24,12 +24,19 @@ def t_test(a: Sequence[float], b: Sequence[float], *, equal_var: bool = True) ->
     """Independent two-sample t-test (P0 §V-B: each method against the baseline).
 
     Student's test by default (`equal_var=False` gives Welch's). p is NaN when either sample
-    has fewer than two values or both have zero variance.
+    has fewer than two values. Both samples constant (zero variance): identical constants give
+    t = 0, p = 1 (no difference at all); different constants give t = ±inf and p = NaN, not
+    SciPy's p = 0 — the test's variance estimate is zero, so it has no p-value to offer, and
+    two folds that happen to agree exactly are no proof of an infinitely significant result.
     """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     a, b = a[~np.isnan(a)], b[~np.isnan(b)]
     if a.size < 2 or b.size < 2:
         return {"t": float("nan"), "p": float("nan")}
+    if np.ptp(a) == 0 and np.ptp(b) == 0:
+        if a[0] == b[0]:
+            return {"t": 0.0, "p": 1.0}
+        return {"t": float(np.copysign(np.inf, a[0] - b[0])), "p": float("nan")}
     with warnings.catch_warnings():  # nearly identical fold values: scipy warns, p is still defined
         warnings.simplefilter("ignore", RuntimeWarning)
         res = stats.ttest_ind(a, b, equal_var=equal_var)

@@ -1,8 +1,17 @@
 """P3 §III-C texture generator (gated convolutions, coarse → refinement) and SN-PatchGAN D_t.
 
-Gated convolution: `F_out = IN(LeakyReLU(W_f·F) ⊙ σ(W_g·F))` (P3 Eq. 3).
+Gated convolution: `F_out = IN(LeakyReLU(W_f·F) ⊙ σ(W_g·F))` (P3 Eq. 3). `gate="full"` gives
+every output channel its own gate (P3, DeepFill v2); `gate="single"` computes one gate map per
+layer shared by all channels (the single-channel light-weight gated conv, LWGC_sc, of Yi et al.
+2020, "Contextual Residual Aggregation for Ultra High-Resolution Image Inpainting", §3.3): the
+gate branch shrinks from `out_ch` channels to one, which halves a layer's FLOPs.
 Each stage is encoder (two stride-2 downsamplings) → bottleneck with four dilated gated convs
 (dilation 2, 4, 8, 16) → decoder with nearest-neighbour upsampling, then a plain conv + tanh.
+Widths are `c, 2c, 4c` at full, 1/2 and 1/4 resolution (`c = base_channels`, kept channels after
+the gate; DeepFill v2's `cnum = 48` counts the conv's output before the feature/gate split, so
+its kept widths are 24/48/96); the dilated convs are `dilated_mult · c` wide (4 in P3 and
+DeepFill; 2 narrows the bottleneck). Presets (`models/presets.py`) pick `c`, the gate and the
+dilated width.
 The coarse stage G_C sees `[I ⊙ (1 − M) + M, M]`; the refinement stage G_R sees
 `[I_out,1, M]`, where `I_out,1` is composited with the known pixels outside the hole (as in
 DeepFill v2, the gated-conv reference P3 builds on). D_t: six spectrally normalised convs,
@@ -19,49 +28,68 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm
 
+from lesion_studio.models.presets import GATES
+
+
 
 class GatedConv2d(nn.Module):
-    """`IN(LeakyReLU(W_f·x) ⊙ σ(W_g·x))`; `norm`/`activation` False for plain gated output."""
+    """`IN(LeakyReLU(W_f·x) ⊙ σ(W_g·x))`; `norm`/`activation` False for plain gated output.
+
+    `gate`: "full" (W_g has `out_ch` outputs) or "single" (one output, broadcast over channels).
+    Both keep W_f and W_g in one conv (`conv.weight`: features first, then the gate).
+    """
 
     def __init__(
         self, in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, dilation: int = 1,
-        *, norm: bool = True, activation: bool = True,
+        *, norm: bool = True, activation: bool = True, gate: str = "full",
     ) -> None:
         super().__init__()
+        if gate not in GATES:
+            raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
         pad = dilation * (kernel - 1) // 2
-        self.conv = nn.Conv2d(in_ch, 2 * out_ch, kernel, stride=stride, padding=pad, dilation=dilation)
+        self.out_ch = out_ch
+        gate_ch = out_ch if gate == "full" else 1
+        self.conv = nn.Conv2d(in_ch, out_ch + gate_ch, kernel, stride=stride, padding=pad, dilation=dilation)
         self.activation = nn.LeakyReLU(0.2) if activation else nn.Identity()
         self.norm = nn.InstanceNorm2d(out_ch, affine=True) if norm else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feature, gate = self.conv(x).chunk(2, dim=1)  # W_f·F and W_g·F in one conv
+        y = self.conv(x)  # W_f·F and W_g·F in one conv
+        feature, gate = y[:, : self.out_ch], y[:, self.out_ch :]
         return self.norm(self.activation(feature) * torch.sigmoid(gate))
 
 
 class GatedStage(nn.Module):
     """One encoder–bottleneck–decoder of gated convs: `(N, in_ch, H, W)` → `(N, out_ch, H, W)`."""
 
-    def __init__(self, in_ch: int, out_ch: int, base_channels: int = 48, dilations: tuple[int, ...] = (2, 4, 8, 16)) -> None:
+    def __init__(self, in_ch: int, out_ch: int, base_channels: int = 48, dilations: tuple[int, ...] = (2, 4, 8, 16),
+                 gate: str = "full", dilated_mult: int = 4) -> None:
         super().__init__()
         c = base_channels
+        b = dilated_mult * c  # width of the dilated convs (4c: P3/DeepFill; 2c: the light preset)
+
+        def gconv(i: int, o: int, k: int, **kw) -> GatedConv2d:
+            return GatedConv2d(i, o, k, gate=gate, **kw)
+
         self.encoder = nn.Sequential(
-            GatedConv2d(in_ch, c, 5),
-            GatedConv2d(c, 2 * c, 3, stride=2),  # downsample 1
-            GatedConv2d(2 * c, 2 * c, 3),
-            GatedConv2d(2 * c, 4 * c, 3, stride=2),  # downsample 2
-            GatedConv2d(4 * c, 4 * c, 3),
+            gconv(in_ch, c, 5),
+            gconv(c, 2 * c, 3, stride=2),  # downsample 1
+            gconv(2 * c, 2 * c, 3),
+            gconv(2 * c, 4 * c, 3, stride=2),  # downsample 2
+            gconv(4 * c, 4 * c, 3),
         )
+        widths = [4 * c] + [b] * len(dilations)
         self.bottleneck = nn.Sequential(
-            *[GatedConv2d(4 * c, 4 * c, 3, dilation=d) for d in dilations],  # P3: 2, 4, 8, 16
-            GatedConv2d(4 * c, 4 * c, 3),
+            *[gconv(widths[i], widths[i + 1], 3, dilation=d) for i, d in enumerate(dilations)],  # P3: 2, 4, 8, 16
+            gconv(widths[-1], 4 * c, 3),
         )
         self.decoder = nn.Sequential(
             nn.Upsample(scale_factor=2, mode="nearest"),  # P3: nearest-neighbour upsampling
-            GatedConv2d(4 * c, 2 * c, 3),
-            GatedConv2d(2 * c, 2 * c, 3),
+            gconv(4 * c, 2 * c, 3),
+            gconv(2 * c, 2 * c, 3),
             nn.Upsample(scale_factor=2, mode="nearest"),
-            GatedConv2d(2 * c, c, 3),
-            GatedConv2d(c, max(c // 2, 1), 3),
+            gconv(2 * c, c, 3),
+            gconv(c, max(c // 2, 1), 3),
         )
         self.out = nn.Conv2d(max(c // 2, 1), out_ch, 3, padding=1)
 
@@ -79,12 +107,13 @@ class TextureGenerator(nn.Module):
 
     def __init__(
         self, in_channels: int = 2, out_channels: int = 1, base_channels: int = 48,
-        dilations: tuple[int, ...] = (2, 4, 8, 16), fill_value: float = 1.0,
+        dilations: tuple[int, ...] = (2, 4, 8, 16), fill_value: float = 1.0, gate: str = "full",
+        dilated_mult: int = 4,
     ) -> None:
         super().__init__()
         self.fill_value = fill_value
-        self.coarse = GatedStage(in_channels, out_channels, base_channels, tuple(dilations))
-        self.refine = GatedStage(out_channels + 1, out_channels, base_channels, tuple(dilations))
+        self.coarse = GatedStage(in_channels, out_channels, base_channels, tuple(dilations), gate, dilated_mult)
+        self.refine = GatedStage(out_channels + 1, out_channels, base_channels, tuple(dilations), gate, dilated_mult)
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         filled = image * (1.0 - mask) + self.fill_value * mask  # P3 §III-C: I ⊙ (1 − M) + M

@@ -5,12 +5,25 @@ number of 4×4 stride-2 transposed convs up (ReLU, BN), skip connections between
 levels, dropout 0.5 in the three innermost decoder blocks, tanh out (pix2pix `unet_256`).
 Discriminator: `C64-C128-C256-C512` then a 1-channel conv, 4×4 kernels; on 256² it gives a
 30×30 logit map, each cell seeing a 70×70 patch; it sees `[mask, image]`.
+The condition is the mask in [-1, 1], or with several lesion classes one such channel per
+class (`class_condition`: P2 conditions on hemorrhage label images of five types).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+
+def class_condition(labels: torch.Tensor, classes: int = 0) -> torch.Tensor:
+    """The generator's condition from `labels` `(N, 1, H, W)`: `classes` 0 → the binary mask
+    (any value > 0.5) as one channel; K >= 2 → K one-hot channels for the values 1..K
+    (background: every channel off). In the model's [-1, 1] range."""
+    if not classes:
+        return (labels > 0.5).to(labels.dtype) * 2.0 - 1.0
+    values = labels.round().long().clamp(0, classes)[:, 0]
+    onehot = torch.nn.functional.one_hot(values, classes + 1)[..., 1:]  # drop the background
+    return onehot.permute(0, 3, 1, 2).to(labels.dtype) * 2.0 - 1.0
 
 
 class _UNetLevel(nn.Module):

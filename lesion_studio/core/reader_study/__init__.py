@@ -1,0 +1,1 @@
+"""Reader studies: blinded real-vs-synthetic reading, its sessions and their analysis."""

@@ -1,0 +1,157 @@
+"""Texture presets: they build, `light` is cheap, old checkpoints load unchanged, dilations see data."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from lesion_studio.core.errors import ConfigError
+from lesion_studio.models.checkpoint import load_checkpoint
+from lesion_studio.models.config import TrainConfig, default_config
+from lesion_studio.models.networks import build_generator
+from lesion_studio.models.presets import (
+    TEXTURE_PRESETS,
+    is_pre_preset_sidecar,
+    resolve_preset,
+    upgrade_sidecar_config,
+)
+from lesion_studio.models.runtime import free_cores
+from lesion_studio.models.trainer import Trainer
+
+SHIPPED = Path(__file__).resolve().parents[2] / "lesion_studio" / "resources" / "models"
+
+#: Generator parameters per preset at the texture defaults (256², 2 → 1 channels).
+PRESET_PARAMS = {"paper": 10_351_346, "deepfill": 2_594_042, "light": 771_778}
+
+
+def _texture(preset: str, **changes):
+    return dataclasses.replace(default_config("texture").model, preset=preset, **changes)
+
+
+@pytest.mark.parametrize("preset", list(TEXTURE_PRESETS))
+def test_each_preset_builds_at_paper_size(preset: str) -> None:
+    model = _texture(preset)
+    with torch.device("meta"):
+        G = build_generator(model)
+        out1, out2 = G(torch.zeros(2, 1, 256, 256), torch.zeros(2, 1, 256, 256))
+    assert out1.shape == out2.shape == (2, 1, 256, 256)
+    assert sum(p.numel() for p in G.parameters()) == PRESET_PARAMS[preset]
+
+
+def _gflop(model, n: int = 64) -> float:
+    G = build_generator(model).eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        G(torch.zeros(1, 1, n, n), torch.zeros(1, 1, n, n))
+    return counter.get_total_flops() / 1e9
+
+
+def test_light_costs_at_most_half_the_deepfill_width_generator() -> None:
+    light, deepfill, paper = _gflop(_texture("light")), _gflop(_texture("deepfill")), _gflop(_texture("paper"))
+    assert light <= 0.5 * deepfill
+    assert deepfill <= 0.26 * paper  # half the widths: about a quarter of the FLOPs
+
+
+def test_preset_numbers_fill_only_unset_fields_and_are_recorded(tmp_path: Path) -> None:
+    light = resolve_preset(_texture("light"))
+    assert (light.base_channels, light.gate, light.dilated_mult) == (24, "single", 2)
+    custom = resolve_preset(_texture("paper", base_channels=16))
+    assert (custom.base_channels, custom.gate, custom.dilated_mult) == (16, "full", 4)
+    assert resolve_preset(default_config("cascade").model) == default_config("cascade").model
+    with pytest.raises(ConfigError, match=r"model\.preset"):
+        resolve_preset(_texture("tiny"))
+    with pytest.raises(ConfigError, match=r"model\.gate"):
+        resolve_preset(_texture("light", gate="half"))
+    # a trainer resolves the preset, so its checkpoints hold the numbers, not just the name
+    config = default_config("texture", out_dir=str(tmp_path / "run"))
+    recorded = Trainer(config).config.to_dict()["model"]
+    assert (recorded["preset"], recorded["base_channels"], recorded["gate"], recorded["dilated_mult"]) == (
+        "light", 24, "single", 2)
+    assert config.model.base_channels is None  # the caller's config is left as it was
+
+
+def test_sidecars_from_before_presets_read_as_the_paper_layout() -> None:
+    meta = json.loads((SHIPPED / "demo_texture_inpaint.json").read_text())
+    assert "preset" not in meta["config"]["model"] and is_pre_preset_sidecar(meta["config"])
+    upgraded = upgrade_sidecar_config(meta["config"])
+    assert upgraded["model"]["preset"] == "paper" and upgraded["model"]["base_channels"] == 16
+    assert not is_pre_preset_sidecar(upgraded)
+    assert upgrade_sidecar_config(upgraded) is upgraded
+    model = TrainConfig.from_dict(upgraded).model
+    assert (resolve_preset(model).gate, resolve_preset(model).dilated_mult) == ("full", 4)
+
+
+#: Output of the shipped models for a fixed input, computed with the code before presets existed
+#: (commit 464899d): the sum and four pixels of the refined output.
+SHIPPED_OUTPUTS = {
+    "demo_texture_inpaint": (-2486.084958495572, [-0.308819, -0.265581, -0.262452, -0.219481]),
+    "demo_outpaint": (-1997.0321173580014, [-0.391872, -0.3914, -0.389574, -0.386643]),
+}
+
+
+@pytest.mark.parametrize("name", list(SHIPPED_OUTPUTS))
+def test_shipped_checkpoints_load_and_give_the_same_output(name: str) -> None:
+    from lesion_studio.models.inference import _generator_from
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        G, model = _generator_from(load_checkpoint(SHIPPED / name), torch.device("cpu"))
+        n = model.patch_px
+        x = torch.rand(2, 1, n, n, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        mask = torch.zeros(2, 1, n, n)
+        mask[:, :, n // 4 : n // 2 + 4, n // 3 : n // 3 + 20] = 1
+        with torch.no_grad():
+            _, out = G(x, mask)
+    finally:
+        torch.set_num_threads(threads)
+    total, pixels = SHIPPED_OUTPUTS[name]
+    assert model.preset == "paper"
+    assert float(out.double().sum()) == pytest.approx(total, rel=1e-5)
+    assert out[0, 0, n // 2, n // 3 : n // 3 + 4].tolist() == pytest.approx(pixels, abs=1e-5)
+
+
+def _dilated_inputs(family: str, model) -> list[tuple[int, int]]:
+    """(dilation, smaller input side) of every dilated conv in `model`'s generator at its patch size."""
+    seen: list[tuple[int, int]] = []
+    with torch.device("meta"):
+        G = build_generator(model)
+
+    def hook(module, inputs, _output):
+        seen.append((max(module.dilation), min(inputs[0].shape[-2:])))
+
+    for m in G.modules():
+        if isinstance(m, torch.nn.Conv2d) and max(m.dilation) > 1:
+            m.register_forward_hook(hook)
+    n = model.patch_px
+    with torch.device("meta"):
+        if family in ("texture", "outpaint", "cascade"):
+            G(torch.zeros(1, 1, n, n), torch.zeros(1, 1, n, n))
+        elif family == "pix2pix":
+            G(torch.zeros(1, 1, n, n))
+    return seen
+
+
+DEFAULT_MODELS = [(f, default_config(f).model) for f in ("texture", "outpaint", "cascade", "pix2pix")]
+DEFAULT_MODELS += [(f"texture:{p}", _texture(p)) for p in TEXTURE_PRESETS]
+
+
+@pytest.mark.parametrize("name, model", DEFAULT_MODELS, ids=[n for n, _ in DEFAULT_MODELS])
+def test_no_default_dilated_conv_reaches_past_its_input_map(name: str, model) -> None:
+    """A 3×3 conv with dilation >= the map side reads only padding off-centre: a costly 1×1 conv."""
+    family = name.split(":")[0]
+    for dilation, side in _dilated_inputs(family, model):
+        assert dilation < side, f"{name}: dilation {dilation} on a {side}² map"
+    if family in ("texture", "outpaint", "cascade"):
+        assert _dilated_inputs(family, model), f"{name} has no dilated convs"
+
+
+def test_free_cores_subtracts_the_load_average() -> None:
+    assert free_cores(cores=2, load=1.3) == 1
+    assert free_cores(cores=2, load=0.2) == 2
+    assert free_cores(cores=2, load=9.0) == 1
+    assert free_cores(cores=16, load=3.6) == 12
