@@ -24,6 +24,7 @@ from lesion_studio.core.phantom import generate_phantom_dataset  # noqa: E402
 from lesion_studio.models.batch_export import BatchExporter  # noqa: E402
 from lesion_studio.models.checkpoint import save_checkpoint  # noqa: E402
 from lesion_studio.models.config import default_config  # noqa: E402
+from lesion_studio.models.presets import resolve_preset  # noqa: E402
 from lesion_studio.models.networks import build_generator  # noqa: E402
 
 
@@ -41,6 +42,7 @@ def main() -> None:
         root = Path(tmp)
         generate_phantom_dataset(root / "ds", "chest", args.cases, size_px=1024)
         config = default_config("texture")
+        config.model = resolve_preset(config.model)  # the sidecar and the record name the numbers
         generator = build_generator(config.model)
         stem = save_checkpoint(root / "texture", family="texture", config=config.to_dict(),
                                networks={"generator": generator}, step=0,
@@ -60,7 +62,8 @@ def main() -> None:
         elapsed = time.perf_counter() - t
         device = torch.cuda.get_device_name() if args.device.startswith("cuda") else cpu_device()
         emit({"bench": "export_1024", "device": device, "threads": torch.get_num_threads(),
-              "model": f"texture base_channels={config.model.base_channels} patch_px={config.model.patch_px}",
+              "model": f"texture preset={config.model.preset} base_channels={config.model.base_channels} "
+                       f"patch_px={config.model.patch_px}",
               "formats": formats, "images": result.done, "failed": len(result.failures),
               "seconds": round(elapsed, 2), "images_per_s": round(result.done / elapsed, 3)})
 

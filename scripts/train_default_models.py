@@ -52,9 +52,10 @@ DESCRIPTION = (
 )
 
 #: name -> (family, model overrides). Small widths and 64 px patches keep CPU previews fast.
+#: `preset="paper"`: the layout the shipped demo and documented CT models were trained with.
 MODELS = {
-    "demo_texture_inpaint": ("texture", dict(base_channels=16, disc_channels=16, patch_px=64, perceptual_weights="disabled", lr_g=1e-3, batch_size=8)),
-    "demo_outpaint": ("outpaint", dict(base_channels=16, disc_channels=16, patch_px=64, perceptual_weights="disabled", lr_g=1e-3, batch_size=8)),
+    "demo_texture_inpaint": ("texture", dict(preset="paper", base_channels=16, disc_channels=16, patch_px=64, perceptual_weights="disabled", lr_g=1e-3, batch_size=8)),
+    "demo_outpaint": ("outpaint", dict(preset="paper", base_channels=16, disc_channels=16, patch_px=64, perceptual_weights="disabled", lr_g=1e-3, batch_size=8)),
     "demo_shape": ("shape", dict(base_channels=32, patch_px=64, lr_g=1e-3, lr_d=5e-4, batch_size=16)),
 }
 
@@ -66,7 +67,7 @@ CT_VAL_FRACTION = 0.15
 #: weights offline, and the adversarial term is off (weight 0; a tiny D still runs in the
 #: shared trainer, 8 channels, 3 layers, so it costs little).
 CT_REMOVAL_MODEL = dict(
-    objective="remove", base_channels=16, patch_px=32, dilations=[1, 2, 4], fill_value=1.0,
+    objective="remove", preset="paper", base_channels=16, patch_px=32, dilations=[1, 2, 4], fill_value=1.0,
     perceptual_weights="disabled", perceptual_weight=0.0, adversarial_weight=0.0,
     disc_channels=8, disc_layers=3, lr_g=1e-3, batch_size=16, best_metric="masked_l1",
     lr_milestones=None,

@@ -169,8 +169,13 @@ class ReaderStudyUi(QObject):
 
     def open_reader(self, study_dir: str | Path, reader: str) -> QWidget | None:
         """Open reader mode for `reader` (resuming a saved session); None after an error."""
+        from lesion_studio.core.reader_study.analysis import MACHINE_PREFIX
         from lesion_studio.widgets.reader_view import ReaderView
 
+        if str(reader).startswith(MACHINE_PREFIX):  # the analysis would leave this person out of the pooled verdict
+            self.show_error("Cannot open the reader study",
+                            f"reader ids starting with {MACHINE_PREFIX!r} are kept for automatic readers; choose another")
+            return None
         try:
             study = load_study(study_dir)
             session = ReaderSession.open(study, reader)

@@ -120,7 +120,7 @@ class TextureConfig:
     fill_value: float = 1.0  # P3 §III-C: I ⊙ (1 − M) + M (the top of the [-1, 1] range)
     invert_masks: bool = False  # True: outpainting (P1 §3.2), the lesion is kept
     objective: str = "inpaint"  # inpaint: lesion holes (P3 §III-C) | remove: non-lesion holes (P0 §III-A)
-    nonlesion_pairs: float = 0.0  # objective inpaint: non-lesion hole pairs per lesion patch (P0 §III-A uses 1.0); P3 trains on nodule patches only
+    nonlesion_pairs: float = 0.0  # objective inpaint: non-lesion hole pairs per lesion patch (P0 §III-A uses 1.0); P3 trains on nodule patches only; "remove" ignores it
     adversarial_loss: str = "lsgan"  # P3 §III-C
     l1_coarse_weight: float = 1.0  # P3 §III-C: all loss weights 1
     l1_refine_weight: float = 1.0  # P3 §III-C
@@ -164,7 +164,7 @@ class CascadeConfig:
     patch_px: int = 128  # P0 §III-B: 128² input
     fill_value: float = 0.0  # P0 silent on the hole value; 0 is mid-grey in [-1, 1]
     objective: str = "inpaint"  # inpaint: stone holes (P0 §III-B) | remove: non-stone holes (P0 §III-A)
-    nonlesion_pairs: float = 1.0  # objective inpaint: non-lesion hole pairs per lesion patch; P0 §III-A trains on 1,800 stone + 1,800 stone-free pairs
+    nonlesion_pairs: float = 1.0  # objective inpaint: non-lesion hole pairs per lesion patch; P0 §III-A trains on 1,800 stone + 1,800 stone-free pairs; "remove" ignores it
     stage1_steps: int | None = None  # P0 §III-B: stage 1 on L1 only; None: first 20 % of run.steps
     adversarial_loss: str = "bce"  # P0 Eq. 3 (log-loss with a sigmoid patch map)
     adversarial_weight: float = 1.0  # P0 Eq. 7: λ1 = 1
@@ -456,11 +456,9 @@ def validate(config: TrainConfig, *, path: str | Path | None = None, text: str =
     problem = criterion_problem(model.best_metric, model.family, getattr(model, "objective", "inpaint"))
     if problem:
         bad("model.best_metric", problem)
-    if getattr(model, "nonlesion_pairs", 0.0) > 0 and (model.family not in REMOVE_FAMILIES
-                                                       or getattr(model, "objective", "inpaint") != "inpaint"):
-        bad("model.nonlesion_pairs", f"non-lesion pairs join inpaint training of {' and '.join(REMOVE_FAMILIES)} "
-                                     f"models (P0 §III-A), not {model.family} with objective "
-                                     f"{getattr(model, 'objective', 'inpaint')!r}; set 0")
+    if getattr(model, "nonlesion_pairs", 0.0) > 0 and model.family not in REMOVE_FAMILIES:  # "remove": unused
+        bad("model.nonlesion_pairs", f"non-lesion pairs join the inpaint training of {' and '.join(REMOVE_FAMILIES)} "
+                                     f"models (P0 §III-A), not {model.family}; set 0")
     classes = getattr(model, "condition_classes", 0)
     if model.family == "pix2pix" and model.in_channels != max(classes, 1):
         bad("model.in_channels", f"must be {max(classes, 1)} for condition_classes = {classes} "

@@ -1,6 +1,8 @@
 """Small-lesion detector: a pixel-heatmap detector (a segmenter's probability map → boxes).
 
-Why not RetinaNet / Faster R-CNN here: without pretrained weights (no downloads) a
+The fast baseline, not comparable with the papers' detectors: the papers' Faster R-CNN and
+RetinaNet are `models.detectors` (`detector = "faster_rcnn" | "retinanet"` in an experiment).
+Why keep a heatmap detector: without pretrained weights (no downloads) a
 torchvision two-stage or anchor detector needs thousands of images and hours to learn
 anchors for 3–30 px lesions, while lesion studies have tens to hundreds of images with
 exact masks. A fully convolutional heatmap (the U-Net/MultiResUNet of SPEC §3.1 trained on

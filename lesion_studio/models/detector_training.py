@@ -4,12 +4,14 @@ Targets are the 8-connected components of each (augmented) mask as boxes
 (`core.metrics.masks_to_boxes`, the same boxes the metrics match against); a lesion-free image
 is a negative with an empty target, which torchvision's Faster R-CNN and RetinaNet accept.
 lesion-studio datasets carry masks, not boxes, so there is no separate box source: a box-only
-dataset (kidney stones) is converted to masks first (docs/dataset_format.md).
+dataset (kidney stones) is converted to masks first (docs/downstream_evaluation.md).
 
 The pipeline is the heatmap detector's (`experiments.train_segmenter`) where it applies: the
-same prepared images, classic augmentation when the condition asks for it, then a horizontal
-flip at p = 0.5 (P3 §IV-B flips too), the same ReduceLROnPlateau schedule and the weights of
-the lowest validation loss kept. The optimiser is P3's: "the original settings" of Ren et al.
+same prepared images, classic augmentation when the condition asks for it, the same
+ReduceLROnPlateau schedule and the weights of the lowest validation loss kept. Its P0 parts
+(rotation ±5°, 5 % of the synthetic pool per epoch) are P0's segmentation recipe; a detector
+gets P3's instead: "random shift and flip (p = 0.5 for both)" (P3 §IV-C) on every real and
+synthetic image. The optimiser is P3's: "the original settings" of Ren et al.
 (Faster R-CNN: SGD, momentum 0.9, weight decay 5e-4) and Lin et al. (RetinaNet: SGD,
 momentum 0.9, weight decay 1e-4), with P3's pre-training learning rate 1e-3 as the runner's
 default. AdamW (same weight decay) is offered for short from-scratch runs.
@@ -23,7 +25,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from lesion_studio.core.classic_augment import ClassicPreset
+from lesion_studio.core.classic_augment import ClassicParams, ClassicPreset, apply_params
 from lesion_studio.core.classic_augment import augment as classic_augment
 from lesion_studio.core.classic_augment import preset as classic_preset
 from lesion_studio.core.errors import LesionStudioError
@@ -37,6 +39,11 @@ WEIGHT_DECAY = {"faster_rcnn": 5e-4, "retinanet": 1e-4}
 #: Ours: the gradient norm is clipped here, so that a from-scratch start cannot diverge on the
 #: first batches (neither paper trains from scratch).
 MAX_GRAD_NORM = 10.0
+#: P3 §IV-C: random shift and flip, p = 0.5 each. The shift's range is ours (P3 is silent):
+#: U[−5 %, 5 %] of the image per axis in whole pixels, P4 §4.4's shift range.
+SHIFT_P = 0.5
+SHIFT_FRACTION = 0.05
+FLIP_P = 0.5
 
 
 def mask_target(mask: np.ndarray) -> dict[str, torch.Tensor]:
@@ -46,11 +53,16 @@ def mask_target(mask: np.ndarray) -> dict[str, torch.Tensor]:
             "labels": torch.ones(len(boxes), dtype=torch.int64)}
 
 
-def augment_pair(image: np.ndarray, mask: np.ndarray, recipe: ClassicPreset | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """The segmenter's training augmentation: classic (when `recipe`), then h-flip at p = 0.5."""
+def augment_pair(image: np.ndarray, mask: np.ndarray, recipe: ClassicPreset | None,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A detector's training augmentation: classic (when `recipe`, as the segmenter's), then P3's
+    random shift and horizontal flip (p = 0.5 each); boxes are taken from the augmented mask."""
     if recipe is not None:
         image, mask, _ = classic_augment(image, mask, recipe, rng)
-    if rng.random() < 0.5:
+    if rng.random() < SHIFT_P:
+        dy, dx = np.round(rng.uniform(-SHIFT_FRACTION, SHIFT_FRACTION, 2) * np.asarray(image.shape))
+        image, mask = apply_params(image, mask, ClassicParams(shift_rc_px=(float(dy), float(dx))))
+    if rng.random() < FLIP_P:
         image, mask = image[:, ::-1], mask[:, ::-1]
     return np.ascontiguousarray(image), np.ascontiguousarray(mask)
 

@@ -152,9 +152,9 @@ class ExperimentConfig:
     save_models: bool = True                   # every trained segmenter as models/<condition>__fold<k>
     num_threads: int = 0                       # torch CPU threads (0: torch's default); results depend on it
     detector: str | None = None                # None: the task's (`detector_name`); see models.detectors
-    detector_backbone: str = DEFAULT_BACKBONE  # ours: small CPU preset; P3 §IV-B: ResNet-50 = "resnet50_fpn"
+    detector_backbone: str = DEFAULT_BACKBONE  # ours: small CPU preset; P3 §IV-A: ResNet-50 = "resnet50_fpn"
     backbone_weights: Path | None = None       # local safetensors ResNet weights; None: from scratch
-    detector_optimizer: str = "sgd"            # P3 §IV-B → Ren et al. / Lin et al.: SGD, momentum 0.9
+    detector_optimizer: str = "sgd"            # P3 §IV-A → Ren et al. / Lin et al.: SGD, momentum 0.9
 
     @property
     def detector_name(self) -> str:
@@ -203,7 +203,8 @@ class ExperimentConfig:
             raise ConfigError(f"detector = {self.detector!r} needs task = 'detection' ({self.task} runs the "
                               "segmenter and its heatmap detector)")
         if self.detector_backbone not in BACKBONES:
-            raise ConfigError(f"unknown detector_backbone {self.detector_backbone!r}; expected one of {tuple(BACKBONES)}")
+            raise ConfigError(f"unknown detector_backbone {self.detector_backbone!r}; "
+                              f"expected one of {tuple(BACKBONES)}")
         if self.detector_optimizer not in DETECTOR_OPTIMIZERS:
             raise ConfigError(f"unknown detector_optimizer {self.detector_optimizer!r}; "
                               f"expected one of {DETECTOR_OPTIMIZERS}")
@@ -273,6 +274,9 @@ _FLAT_SETTINGS: dict[str, Setting] = {
     "prob_threshold": Setting("float", 0.5, gt=0.0, lt=1.0),
     "min_prob": Setting("float", DEFAULT_MIN_PROB, ge=0.0, le=1.0),
     "device": Setting("str", "cpu", choices=("auto", "cpu", "cuda")),
+    "num_threads": Setting("int", 0, ge=0, le=1024,
+                           doc="torch CPU threads for the run (0: torch's default); results depend on it"),
+    "save_models": Setting("bool", True, doc="save each fold's trained segmenter/detector"),
     "detector": Setting("str", None, nullable=True, choices=DETECTORS,
                         doc="task 'detection': faster_rcnn (default) | retinanet | heatmap (fast baseline)"),
     "detector_backbone": Setting("str", DEFAULT_BACKBONE, choices=tuple(BACKBONES),
@@ -615,7 +619,8 @@ def evaluate_probabilities(probs: np.ndarray, masks: list[np.ndarray], *, prob_t
             "froc_luna": detection["froc_luna"]}
 
 
-def evaluate_detections(boxes: list[np.ndarray], scores: list[np.ndarray], masks: list[np.ndarray]) -> dict[str, Any]:
+def evaluate_detections(boxes: list[np.ndarray], scores: list[np.ndarray],
+                        masks: list[np.ndarray]) -> dict[str, Any]:
     """The detection metrics of one test set from any detector's boxes `(N, 4)` px and scores per
     image, against the lesion boxes of `masks` (their components): FROC (both read-outs),
     NODE21, mAP@50, image-level AUROC and accuracy (image score = its highest box score)."""
@@ -639,7 +644,8 @@ def evaluate_detections(boxes: list[np.ndarray], scores: list[np.ndarray], masks
 
 def train_and_evaluate_box_detector(config: ExperimentConfig, train: tuple[list, list], val: tuple[list, list],
                                     test: tuple[list, list], *, seed: int, augment_preset: str | None,
-                                    on_epoch: Callable[[int, float], None], cancel: Any) -> tuple[torch.nn.Module, dict]:
+                                    on_epoch: Callable[[int, float], None],
+                                    cancel: Any) -> tuple[torch.nn.Module, dict]:
     """Build (seeded), train and test `config.detector_name` on prepared `(images, masks)`; returns
     the model and its record (the detection metrics; no pixel or region ones: boxes only).
 

@@ -61,6 +61,7 @@ def train_fold_generator(train_toml: Path, dataset: Dataset, cases: tuple[CaseRe
     from lesion_studio.models.config import load_config
     from lesion_studio.models.data import Normalizer, build_patches, dataset_fingerprint, dataset_value_range
     from lesion_studio.models.patient_isolation import checkpoint_patients
+    from lesion_studio.models.presets import resolve_preset
     from lesion_studio.models.trainer import Trainer
 
     config = load_config(train_toml)
@@ -74,7 +75,9 @@ def train_fold_generator(train_toml: Path, dataset: Dataset, cases: tuple[CaseRe
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
         recorded = checkpoint_patients(final) or {}
         same_patients = recorded.keys() == wanted.keys() and all(set(recorded[k]) <= set(wanted[k]) for k in wanted)
-        if meta.get("config") == json.loads(json.dumps(config.to_dict())) and same_patients:
+        # the trainer records the config with the preset's numbers filled in (models/presets.py)
+        written = dataclasses.replace(config, model=resolve_preset(config.model))
+        if meta.get("config") == json.loads(json.dumps(written.to_dict())) and same_patients:
             return final  # patients without patches (lesion-free cases) are not recorded: subsets match
     run = config.run
     if run.value_range is not None:

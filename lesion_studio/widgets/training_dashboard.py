@@ -33,6 +33,7 @@ from lesion_studio.models.progress import format_rate
 #: Distinct colours on the dark background (one per loss term / run).
 PALETTE = ("#4cc9f0", "#f72585", "#ffd166", "#06d6a0", "#b388ff", "#ff9f1c", "#90be6d", "#ef476f")
 COMPARE_LOSS_PREFERENCE = ("g_total", "l1", "l1_coarse", "g_adv")
+SELECTION_TIP = "Checkpoint selection: the criterion (model.best_metric) and the step whose weights are 'best'"
 
 
 def _pen(i: int, dashed: bool = False) -> pg.mkPen:
@@ -67,7 +68,6 @@ class TrainingDashboard(QWidget):
         self._timer.setInterval(refresh_interval_ms)
         self._timer.timeout.connect(self._redraw_next)
         self._dirty_plots: set[str] = set()
-        self._selection_criterion = ""
         self.redraw_count = 0
         self._x_max = 0
 
@@ -75,8 +75,7 @@ class TrainingDashboard(QWidget):
         self.title_label.setStyleSheet("font-weight: 600;")
         self.status_label = QLabel("")
         self.selection_label = QLabel("")  # which criterion picks the best checkpoint, and its step
-        self.selection_label.setToolTip("Checkpoint selection: the criterion (model.best_metric) and the "
-                                        "step whose weights are the best checkpoint")
+        self.selection_label.setToolTip(SELECTION_TIP)
         self.progress_bar = QProgressBar()
         self.progress_bar.setMaximumHeight(14)
         self.progress_bar.setTextVisible(False)
@@ -166,7 +165,6 @@ class TrainingDashboard(QWidget):
         self.title_label.setText(title or "No run selected")
         self.status_label.clear()
         self.selection_label.clear()
-        self._selection_criterion = ""
         self.progress_bar.setVisible(False)
         if history is not None:
             history.changed.connect(self.schedule_refresh)
@@ -194,7 +192,7 @@ class TrainingDashboard(QWidget):
 
     def set_selection(self, selection: dict) -> None:
         """Show the selection criterion and the chosen step (`JobRecord.selection`); the
-        validation plot switches to the criterion the first time it is known."""
+        criterion is one of the validation metrics the plot offers."""
         criterion = selection.get("criterion") if selection else None
         if not criterion:
             self.selection_label.clear()
@@ -204,10 +202,7 @@ class TrainingDashboard(QWidget):
         if step is not None:
             text += f": step {step}" + (f" ({value:.4g})" if isinstance(value, (int, float)) else "")
         self.selection_label.setText(text)
-        self.selection_label.setToolTip(selection.get("note") or self.selection_label.toolTip())
-        if self._selection_criterion != criterion and self.metric_combo.findText(criterion) >= 0:
-            self.metric_combo.setCurrentText(criterion)  # once per run: the user's later choice stays
-            self._selection_criterion = criterion
+        self.selection_label.setToolTip(selection.get("note") or SELECTION_TIP)
 
     def set_step_range(self, total_steps: int) -> None:
         """Fix the step axis to `[0, total_steps]`: growing curves then leave the x axes (and

@@ -146,6 +146,9 @@ def test_history_survives_a_new_main_window(qtbot, qapp, phantom_dataset, tmp_pa
     second.panel.select(again.id)
     second.dashboard.refresh()
     assert second.dashboard.curve_lengths()["loss_plot/l1"] == 20
+    # which criterion picked the best checkpoint survives too, and the dashboard says it (issue 14)
+    assert again.selection == record.selection and record.selection["criterion"] == "fcn"
+    assert second.dashboard.selection_label.text().startswith("best by fcn")
     assert "final checkpoint" in second.panel.log_text()
     assert second.panel.table.item(0, 2).text() == "done"
 

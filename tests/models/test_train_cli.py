@@ -70,7 +70,7 @@ def test_torchrun_two_gloo_processes(chest_dataset: Path, tmp_path: Path) -> Non
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("checkpoint:") == 2  # both ranks ran to the end
     written = sorted(p.name for p in (tmp_path / "run").glob("*.json") if not p.name.startswith("."))
-    assert written == ["best.json", "final.json"]  # rank 0 alone writes
+    assert written == ["best.json", "final.json", "selection.json"]  # rank 0 alone writes
     assert (tmp_path / "run" / ".lesion-studio-output.json").is_file()  # rank 0 claimed the folder
     assert load_checkpoint(tmp_path / "run" / "final", family="texture").step == 4
 

@@ -57,6 +57,22 @@ def test_curves_follow_the_history_and_redraws_are_coalesced(dashboard, qtbot):
     assert dashboard.loss_plot.viewRange()[0][1] >= 100  # step axis spans the whole run
 
 
+def test_the_selection_criterion_and_chosen_step_are_shown(dashboard):
+    history = _history(30)
+    history.add("val", 30, {"masked_psnr": 23.0, "realfake": 0.61})
+    dashboard.set_run("run a", history)
+    assert dashboard.metric_combo.currentText() == "masked_psnr" and dashboard.selection_label.text() == ""
+    dashboard.set_selection({"criterion": "realfake", "best_step": 30, "best_value": 0.61,
+                             "note": "model selection: FID unavailable: ...; selecting by realfake instead"})
+    assert dashboard.selection_label.text() == "best by realfake: step 30 (0.61)"
+    assert "FID unavailable" in dashboard.selection_label.toolTip()
+    assert dashboard.metric_combo.findText("realfake") >= 0  # the criterion can be plotted
+    dashboard.set_selection({"criterion": "fcn"})  # no best step yet
+    assert dashboard.selection_label.text() == "best by fcn"
+    dashboard.set_run("run b", _history(5))
+    assert dashboard.selection_label.text() == ""
+
+
 def test_overlays_compare_runs(dashboard):
     dashboard.set_run("run a", _history())
     dashboard.set_overlays([("run b", _history(20, scale=2.0))])

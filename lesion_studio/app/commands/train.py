@@ -55,6 +55,10 @@ def main(argv: list[str]) -> int:
     print(f"checkpoint: {result.checkpoint}")
     if result.best_checkpoint:
         print(f"best: {result.best_checkpoint} {result.best_metrics}")
+        sel = result.selection
+        if sel.get("criterion"):
+            print(f"selected by {sel['criterion']} ({sel['better']} is better) at step {sel['best_step']}"
+                  + (f"; {sel['note']}" if sel.get("note") else ""))
     return 0
 
 
