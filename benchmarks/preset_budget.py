@@ -95,12 +95,15 @@ def load_patches(data: Path, patch: int) -> dict[str, dict[str, np.ndarray]]:
                 "series": np.array(v["series"])} for k, v in out.items()}
 
 
-def model_for(preset: str, patch: int, batch: int):
-    """The texture config of `preset` for this benchmark (see the module doc)."""
+def model_for(spec: str, patch: int, batch: int):
+    """The texture config of `spec` for this benchmark (see the module doc): a preset name, or a
+    preset with integer/text fields changed, `light+dilated_mult=4+gate=full`."""
+    preset, *changes = spec.split("+")
+    fields = {k: int(v) if v.isdigit() else v for k, v in (c.split("=", 1) for c in changes)}
     model = dataclasses.replace(
         default_config("texture").model, preset=preset, patch_px=patch, dilations=[1, 2, 4],
         perceptual_weights="disabled", perceptual_weight=0.0, adversarial_weight=0.0,
-        disc_channels=8, disc_layers=3, lr_g=1e-3, batch_size=batch, lr_milestones=[],
+        disc_channels=8, disc_layers=3, lr_g=1e-3, batch_size=batch, lr_milestones=[], **fields,
     )
     return resolve_preset(model)
 
@@ -212,7 +215,8 @@ def train_interleaved(runs: list[PresetRun], same_steps: int) -> list[dict]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", type=Path, required=True, help="the folder holding node21_ct_nodules/")
-    p.add_argument("--presets", default="paper,deepfill,light", help="the first is the one the others are compared with")
+    p.add_argument("--presets", default="paper,deepfill,light",
+                   help="presets (or variants, light+dilated_mult=4); the first is the one the others are compared with")
     p.add_argument("--same-steps", type=int, default=60, help="also score every preset after this many steps")
     p.add_argument("--minutes", type=float, default=5.0, help="training time per preset")
     p.add_argument("--max-steps", type=int, default=100_000)

@@ -18,6 +18,7 @@ Results: `results.json` (format `lesion-studio-experiment`, version 1):
    "friedman": {metric: friedman_nemenyi(...) or {"skipped": reason}},
    "froc_readouts": {how "froc" and "froc_luna" are defined},
    "patient_isolation": {"leakage": "none", ...}, "determinism": {device, threads, promise},
+   "sweep": {...} ([sweep] experiments only: `models.sweep_analysis.sweep_report`),
    "hard_example_mining": {...} (hem experiments only)}
 plus `results.csv` (one row per condition × fold × metric) and `summary.csv`.
 
@@ -71,6 +72,7 @@ from lesion_studio.models.segmentation.losses import LOSSES as _LOSSES
 from lesion_studio.models.synthetic_sources import (
     CheckpointSynthesisSource, DatasetSyntheticSource, PhantomLesionPainter, SyntheticCase,
 )
+from lesion_studio.models.sweep_config import SWEEP_DEFAULTS, SWEEP_SETTINGS, SweepConfig, sweep_from_table
 
 SEGMENTATION_LOSSES = tuple(_LOSSES)
 CLASSIC_PRESETS = tuple(_PRESETS)
@@ -91,12 +93,15 @@ KEY_METRICS = ("pixel_f1", "dice", "region_f1", "region_f2", "region_recall", "f
 # -- configuration ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ConditionConfig:
-    """One arm of the experiment. `synthetic_count` synthetic images join the training set."""
+    """One arm of the experiment. `synthetic_count` synthetic images join the training set;
+    from the experiment's synthetic source, or whole generated cases of the `[sweep]` generator
+    named `generator` (`models.sweeps`)."""
 
     name: str
     synthetic_count: int = 0
     data_fraction: float = 1.0
     classic_augmentation: bool = False
+    generator: str = ""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.data_fraction <= 1.0:
@@ -155,6 +160,7 @@ class ExperimentConfig:
     detector_backbone: str = DEFAULT_BACKBONE  # ours: small CPU preset; P3 §IV-A: ResNet-50 = "resnet50_fpn"
     backbone_weights: Path | None = None       # local safetensors ResNet weights; None: from scratch
     detector_optimizer: str = "sgd"            # P3 §IV-A → Ren et al. / Lin et al.: SGD, momentum 0.9
+    sweep: SweepConfig | None = None           # [sweep]: P4 §4.2 generated-count sweep (models.sweep_config)
 
     @property
     def detector_name(self) -> str:
@@ -190,7 +196,13 @@ class ExperimentConfig:
                               "to 'checkpoint' (a trained generator) or 'phantom_painter' (cheap stand-in)")
         if self.synthetic_generator == "checkpoint" and self.synthesis_checkpoint is None:
             raise ConfigError("synthetic_generator = 'checkpoint' needs synthesis_checkpoint")
-        needs_syn = any(c.synthetic_count > 0 for c in self.conditions) or self.task == "hard_example_mining"
+        needs_syn = any(c.synthetic_count > 0 and not c.generator for c in self.conditions) \
+            or self.task == "hard_example_mining"
+        named = {g.name for g in self.sweep.generators} if self.sweep is not None else set()
+        for c in self.conditions:
+            if c.generator and c.generator not in named:
+                raise ConfigError(f"condition {c.name!r}: generator {c.generator!r} is not a [sweep] generator "
+                                  f"({', '.join(sorted(named)) or 'none declared'})")
         if needs_syn and self.synthetic_generator == "dataset" and self.synthetic_dataset is None \
                 and self.task != "hard_example_mining":
             raise ConfigError("conditions with synthetic_count > 0 need synthetic_dataset "
@@ -218,6 +230,13 @@ class ExperimentConfig:
         d["out_dir"] = str(self.out_dir)
         d["synthetic_dataset"] = None if self.synthetic_dataset is None else str(self.synthetic_dataset)
         d["synthesis_checkpoint"] = None if self.synthesis_checkpoint is None else str(self.synthesis_checkpoint)
+        for c in d["conditions"]:  # left out when unused: configs (and hashes) from before the sweeps stay the same
+            if not c["generator"]:
+                del c["generator"]
+        if self.sweep is None:
+            del d["sweep"]
+        else:
+            d["sweep"] = self.sweep.to_dict()
         return d
 
     def hash(self) -> str:
@@ -244,7 +263,7 @@ def _grid_conditions(grid: dict) -> list[ConditionConfig]:
 
 
 #: The sections of an experiment TOML file.
-SECTIONS = ("experiment", "model", "training", "hem", "conditions", "grid")
+SECTIONS = ("experiment", "model", "training", "hem", "conditions", "grid", "sweep")
 #: The keys of the flat sections: [experiment], [model] and [training] each accept any of them
 #: (defaults: `ExperimentConfig`). Checked by `core.config_schema`, like every other config.
 _NOT_BLANK = lambda v: None if v.strip() else "must not be empty"  # noqa: E731
@@ -286,8 +305,9 @@ _FLAT_SETTINGS: dict[str, Setting] = {
     "detector_optimizer": Setting("str", "sgd", choices=DETECTOR_OPTIMIZERS,
                                   doc="box detectors: sgd (the papers) | adamw (short from-scratch runs)"),
 }
-_CONDITION_SETTINGS = settings_from_dataclass(ConditionConfig, {
-    "name": {"check": _NOT_BLANK}, "synthetic_count": {"ge": 0}, "data_fraction": {"gt": 0.0, "le": 1.0}})
+_CONDITION_SETTINGS = {k: v for k, v in settings_from_dataclass(ConditionConfig, {
+    "name": {"check": _NOT_BLANK}, "synthetic_count": {"ge": 0}, "data_fraction": {"gt": 0.0, "le": 1.0}}).items()
+    if k != "generator"}  # a generator is a [sweep] generator: [sweep] makes those conditions itself
 _HEM_SETTINGS = settings_from_dataclass(HemConfig, {
     "n_synthetic": {"ge": 1}, "finetune_epochs": {"ge": 1}, "finetune_lr": {"gt": 0.0},
     "detection_threshold": {"ge": 0.0, "le": 1.0}})
@@ -298,7 +318,7 @@ _GRID_SETTINGS = {
 }
 #: The schema of an experiment file ([[conditions]] tables are checked one by one).
 EXPERIMENT_SCHEMA = {"experiment": _FLAT_SETTINGS, "model": _FLAT_SETTINGS, "training": _FLAT_SETTINGS,
-                     "hem": _HEM_SETTINGS, "grid": _GRID_SETTINGS}
+                     "hem": _HEM_SETTINGS, "grid": _GRID_SETTINGS, "sweep": SWEEP_SETTINGS}
 
 
 def experiment_config_from_dict(doc: dict, base_dir: Path = Path("."), *, path: Path | None = None,
@@ -307,7 +327,8 @@ def experiment_config_from_dict(doc: dict, base_dir: Path = Path("."), *, path: 
 
     Sections: `[experiment]` (name, task, dataset, synthetic_dataset, synthetic_generator,
     out_dir, folds, seed, baseline, ...), `[model]`, `[training]`, `[hem]`, and either
-    `[[conditions]]` tables or a `[grid]` (synthetic_counts, data_fractions, classic_augmentation).
+    `[[conditions]]` tables, a `[grid]` (synthetic_counts, data_fractions, classic_augmentation)
+    or a `[sweep]` (P4's generated-count sweep, `models.sweep_config`).
     Every key is type- and range-checked by `core.config_schema`; one `ConfigError` lists every
     unknown section or key (with a "did you mean" suggestion) and every bad value, each as
     `FILE:LINE: section.key: reason` when `path` and the file's `text` are given.
@@ -322,7 +343,12 @@ def experiment_config_from_dict(doc: dict, base_dir: Path = Path("."), *, path: 
         if key not in flat:
             problems.add(f"experiment.{key}", "is required")
     conditions: list[ConditionConfig] = []
-    if "conditions" in doc:
+    sweep = None
+    if "sweep" in doc:  # P4 §4.2 generated-count sweep: the conditions come from it (models.sweep_config)
+        sweep = sweep_from_table(tables["sweep"], doc, base_dir, problems)
+        conditions = [ConditionConfig(a.name, a.generated_count, 1.0, a.spatial_augmentation, a.generator)
+                      for a in (sweep.arms() if sweep is not None else [])]
+    elif "conditions" in doc:
         raw = doc["conditions"] if isinstance(doc["conditions"], list) else [doc["conditions"]]
         for i, table in enumerate(raw):
             where = f"conditions#{i + 1}"
@@ -358,6 +384,10 @@ def experiment_config_from_dict(doc: dict, base_dir: Path = Path("."), *, path: 
     flat["out_dir"] = resolved(flat.get("out_dir") or f"experiments/{flat['name']}")
     flat["conditions"] = tuple(conditions)
     flat["baseline"] = flat.get("baseline") or (conditions[0].name if conditions else "real")
+    if sweep is not None:
+        flat["sweep"] = sweep
+        for key, value in SWEEP_DEFAULTS.items():  # P4's, not P0's, unless the file says otherwise
+            flat.setdefault(key, value)
     if "hem" in doc:
         flat["hem"] = HemConfig(**tables["hem"])
     try:
@@ -722,10 +752,12 @@ def fold_generator(config: ExperimentConfig, dataset: Dataset, fold: Fold, fract
 
 def synthetic_cases(config: ExperimentConfig, count: int, fraction: float, fold: Fold, dataset: Dataset,
                     train_cases: tuple[CaseRecord, ...], images: list[np.ndarray], masks: list[np.ndarray], seed: int,
-                    cancel: Any = None) -> tuple[list[SyntheticCase], frozenset[str] | None, str]:
+                    cancel: Any = None, *,
+                    generator: str = "") -> tuple[list[SyntheticCase], frozenset[str] | None, str]:
     """`count` synthetic training cases at the model size, made only from `train_cases` (the
     fold's training patients of the sampled fraction; `images`/`masks` are theirs, prepared),
-    the patients their generator learned from (None: no generator) and a note about it."""
+    the patients their generator learned from (None: no generator) and a note about it.
+    `generator`: a `[sweep]` generator's whole generated cases instead (`models.sweeps`)."""
     if count == 0:
         return [], None, "no synthetic images"
     patients = [c.patient_id for c in train_cases]
@@ -734,6 +766,14 @@ def synthetic_cases(config: ExperimentConfig, count: int, fraction: float, fold:
         return [SyntheticCase(*prepare(c.image, c.mask, config.image_size_px), c.patients) for c in made]
 
     torch.manual_seed(seed)  # a generator's noise is part of the seed's promise too
+    if generator:
+        from lesion_studio.models.sweeps import generated_cases
+
+        made, seen, note = generated_cases(config.sweep, generator, count, fold_index=fold.index,
+                                           train_cases=train_cases, held_out=held_out_patients(fold), dataset=dataset,
+                                           out_dir=config.out_dir, size_px=config.image_size_px, device=config.device,
+                                           seed=seed, cancel=cancel)
+        return prepared(made), seen, note
     if config.synthetic_generator == "checkpoint":
         path, seen, note = fold_generator(config, dataset, fold, fraction, train_cases, seed, cancel)
         made = CheckpointSynthesisSource(path, config.device).synthesize(dataset, list(train_cases), count, seed)
@@ -795,7 +835,8 @@ def run_fold(config: ExperimentConfig, dataset: Dataset, fold: Fold, condition: 
     val_images, val_masks = load_cases(dataset, fold.val, config.image_size_px)
     test_images, test_masks = load_cases(dataset, fold.test, config.image_size_px)
     synthetic, generator, note = synthetic_cases(config, condition.synthetic_count, condition.data_fraction, fold,
-                                                 dataset, train_cases, images, masks, seed + 7, cancel)
+                                                 dataset, train_cases, images, masks, seed + 7, cancel,
+                                                 generator=condition.generator)
     isolation = check_fold_isolation(FoldPatients(
         fold.index, frozenset(c.patient_id for c in train_cases), frozenset(c.patient_id for c in fold.val),
         frozenset(c.patient_id for c in fold.test), frozenset().union(*(s.patients for s in synthetic)),
@@ -943,6 +984,10 @@ def check_generator_before_training(config: ExperimentConfig, folds: list[Fold])
     uses = config.task == "hard_example_mining" or any(c.synthetic_count > 0 for c in config.conditions)
     if uses and config.synthetic_generator == "checkpoint" and not is_train_config(config.synthesis_checkpoint):
         refuse_leaking_generator(config.synthesis_checkpoint, {f.index: held_out_patients(f) for f in folds})
+    if config.sweep is not None:  # the [sweep] generators: their families, and no leak (models.sweeps)
+        from lesion_studio.models.sweeps import check_sweep_before_training
+
+        check_sweep_before_training(config.sweep, {f.index: held_out_patients(f) for f in folds})
 
 
 def _isolation_summary(records: list[dict]) -> dict[str, Any]:
@@ -1018,6 +1063,10 @@ def _run_experiment_locked(config: ExperimentConfig, *, progress: Callable[[Expe
                                             f"{condition.name} fold {fold.index}: {_headline(record['metrics'])}"))
     names = [c.name for c in config.conditions]
     summary, friedman = summarize(config.to_dict(), records, names, config.baseline)
+    if config.sweep is not None:  # P4 §4.2: per metric Friedman + Nemenyi, CD diagrams, one line each
+        from lesion_studio.models.sweep_analysis import sweep_report
+
+        extra = {**extra, "sweep": sweep_report(config.sweep, friedman, out_dir)}
     doc = {"format": RESULTS_FORMAT, "version": RESULTS_VERSION, "name": config.name, "task": config.task,
            "config": config.to_dict(), "config_hash": config.hash(), "conditions": names,
            "baseline": config.baseline, "folds": records, "summary": summary, "friedman": friedman,

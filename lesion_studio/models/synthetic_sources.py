@@ -12,6 +12,8 @@ image, the mask bank's lesions), so the experiment can check and record patient 
   training images at requested diameters (P3's moment diameter, the size control's
   definition). Tests and tutorials use it; real studies use a trained generator.
 * `CheckpointSynthesisSource`: a trained generator run in-process.
+* `models.pair_source.PairSamplerSource`: whole generated cases (image + mask) from P4's
+  B-SG or MC-SG, for the generated-count sweeps (`models.sweeps`).
 """
 
 from __future__ import annotations

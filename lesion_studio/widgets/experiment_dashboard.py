@@ -174,7 +174,9 @@ class ExperimentDashboard(QWidget):
     def _draw_cd(self, metric: str) -> None:
         if self.doc is None or not metric:
             return
-        self.cd_caption.setText(draw_critical_difference(self.cd_plot, self.doc, metric))
+        caption = draw_critical_difference(self.cd_plot, self.doc, metric)
+        sweep_line = (((self.doc.get("sweep") or {}).get("metrics") or {}).get(metric) or {}).get("summary")
+        self.cd_caption.setText(caption + (f"\n{sweep_line}" if sweep_line else ""))  # [sweep] experiments
 
     # -- export -------------------------------------------------------------------------------
     def export_png(self, path: str | Path) -> Path:
