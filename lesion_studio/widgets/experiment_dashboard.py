@@ -13,9 +13,7 @@ import math
 from pathlib import Path
 
 import pyqtgraph as pg
-from PySide6.QtCore import QPoint, QRect, QSize, Qt
-from PySide6.QtGui import QPainter
-from PySide6.QtSvg import QSvgGenerator
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import (
     QComboBox, QFileDialog, QGridLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QMessageBox,
     QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
@@ -24,6 +22,7 @@ from PySide6.QtWidgets import (
 from lesion_studio.core.errors import ConfigError
 from lesion_studio.models.detectors import DETECTOR_LABELS
 from lesion_studio.models.experiments import KEY_METRICS, load_results
+from lesion_studio.widgets.dashboard_export import ask_export_path, widget_svg
 from lesion_studio.widgets.experiment_plots import (
     draw_critical_difference, draw_froc, draw_size_groups,
 )
@@ -186,15 +185,7 @@ class ExperimentDashboard(QWidget):
 
     def export_svg(self, path: str | Path) -> Path:
         """The whole dashboard as SVG (vector plots and text)."""
-        gen = QSvgGenerator()
-        gen.setFileName(str(path))
-        gen.setSize(self.size())
-        gen.setViewBox(QRect(0, 0, self.width(), self.height()))
-        gen.setTitle(self.windowTitle())
-        painter = QPainter(gen)
-        self.render(painter, QPoint(0, 0))
-        painter.end()
-        return Path(path)
+        return widget_svg(self, path)
 
     def export_csv(self, path: str | Path) -> Path:
         """The summary table: condition, metric, mean, SD, 95 % CI, n, p vs. baseline, significant."""
@@ -220,8 +211,7 @@ class ExperimentDashboard(QWidget):
     def _export(self, kind: str) -> None:
         if self.doc is None:
             return
-        filters = {"png": "PNG image (*.png)", "svg": "SVG drawing (*.svg)", "csv": "CSV table (*.csv)"}
-        path, _ = QFileDialog.getSaveFileName(self, f"Export {kind.upper()}", f"experiment.{kind}", filters[kind])
+        path = ask_export_path(self, kind, "experiment")
         if path:
             {"png": self.export_png, "svg": self.export_svg, "csv": self.export_csv}[kind](path)
 

@@ -14,15 +14,15 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPoint, QRect, QSize, Qt
-from PySide6.QtGui import QColor, QPainter
-from PySide6.QtSvg import QSvgGenerator
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
-    QComboBox, QFileDialog, QGridLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
+    QComboBox, QGridLayout, QGroupBox, QHBoxLayout, QHeaderView, QLabel, QPushButton,
     QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
 from lesion_studio.core.errors import ConfigError
+from lesion_studio.widgets.dashboard_export import ask_export_path, widget_png, widget_svg
 from lesion_studio.widgets.experiment_plots import color
 
 POOLED = "pooled"
@@ -379,21 +379,11 @@ class ReaderResultsDashboard(QWidget):
     # -- export -------------------------------------------------------------------------------
     def export_png(self, path: str | Path) -> Path:
         """The whole dashboard as a PNG screenshot."""
-        if not self.grab().save(str(path)):
-            raise ConfigError("cannot write the PNG", path)
-        return Path(path)
+        return widget_png(self, path)
 
     def export_svg(self, path: str | Path) -> Path:
         """The whole dashboard as SVG (vector plots and text)."""
-        gen = QSvgGenerator()
-        gen.setFileName(str(path))
-        gen.setSize(self.size())
-        gen.setViewBox(QRect(0, 0, self.width(), self.height()))
-        gen.setTitle(self.windowTitle())
-        painter = QPainter(gen)
-        self.render(painter, QPoint(0, 0))
-        painter.end()
-        return Path(path)
+        return widget_svg(self, path)
 
     def export_csv(self, path: str | Path) -> Path:
         """The analysis' table: one row per reader (and pooled) × all / each model / each size bin."""
@@ -406,8 +396,7 @@ class ReaderResultsDashboard(QWidget):
     def _export_dialog(self, kind: str) -> None:
         if self.results is None:
             return
-        filters = {"png": "PNG image (*.png)", "svg": "SVG drawing (*.svg)", "csv": "CSV table (*.csv)"}
-        path, _ = QFileDialog.getSaveFileName(self, f"Export {kind.upper()}", f"reader_study.{kind}", filters[kind])
+        path = ask_export_path(self, kind, "reader_study")
         if not path:
             return
         try:

@@ -10,6 +10,7 @@ runs the analysis or queues the build.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QRegularExpression
@@ -36,15 +37,74 @@ from lesion_studio.core.reader_study.config import default_key_path
 from lesion_studio.core.reader_study.session import READER_ID_PATTERN, ReaderSession, Study, load_study
 
 
-def _path_row(edit: QLineEdit, browse) -> QWidget:
+def _path_row(edit: QLineEdit, *buttons: tuple[str, Callable[[], None]]) -> QWidget:
+    """`edit` stretched, then one push button per (text, slot) — the Browse… of a path field."""
     row = QWidget()
     layout = QHBoxLayout(row)
     layout.setContentsMargins(0, 0, 0, 0)
     layout.addWidget(edit, 1)
-    button = QPushButton("Browse…")
-    button.clicked.connect(browse)
-    layout.addWidget(button)
+    for text, slot in buttons:
+        button = QPushButton(text)
+        button.clicked.connect(slot)
+        layout.addWidget(button)
     return row
+
+
+def _browse_folder(parent: QWidget, edit: QLineEdit, caption: str, start: str) -> bool:
+    """Ask for an existing folder and put it in `edit`; False when the user cancels."""
+    path = QFileDialog.getExistingDirectory(parent, caption, start)
+    if path:
+        edit.setText(path)
+    return bool(path)
+
+
+def _browse_file(parent: QWidget, edit: QLineEdit, caption: str, start: str, file_filter: str,
+                 *, save: bool = False) -> bool:
+    """Ask for a file to open (or a path to save to) and put it in `edit`; False when the user cancels."""
+    ask = QFileDialog.getSaveFileName if save else QFileDialog.getOpenFileName
+    path, _ = ask(parent, caption, start, file_filter)
+    if path:
+        edit.setText(path)
+    return bool(path)
+
+
+def _status_label(min_width_px: int) -> QLabel:
+    """The wrapped line under the form that says what is wrong or what will happen."""
+    status = QLabel()
+    status.setWordWrap(True)
+    status.setMinimumWidth(min_width_px)
+    return status
+
+
+def _dialog_body(dialog: QDialog, form: QFormLayout, status: QLabel, ok_text: str,
+                 on_accept: Callable[[], None]) -> QDialogButtonBox:
+    """Stack form, status line and OK/Cancel (OK renamed `ok_text`, wired to `on_accept`) in `dialog`."""
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+    buttons.button(QDialogButtonBox.StandardButton.Ok).setText(ok_text)
+    buttons.accepted.connect(on_accept)
+    buttons.rejected.connect(dialog.reject)
+    layout = QVBoxLayout(dialog)
+    layout.addLayout(form)
+    layout.addWidget(status)
+    layout.addWidget(buttons)
+    return buttons
+
+
+def _show_check(status: QLabel, buttons: QDialogButtonBox, text: str, ok: bool) -> bool:
+    """Show a check's verdict: `text` in the status line, the OK button enabled when `ok`."""
+    status.setText(text)
+    buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(ok)
+    return ok
+
+
+def _study_or_problem(study_dir: str, missing_text: str) -> tuple[Study | None, str]:
+    """The study in `study_dir`, or None and what is wrong (`missing_text` when no folder is given)."""
+    if not study_dir:
+        return None, missing_text
+    try:
+        return load_study(study_dir), ""
+    except LesionStudioError as exc:
+        return None, str(exc)
 
 
 class ReadStudyDialog(QDialog):
@@ -59,20 +119,11 @@ class ReadStudyDialog(QDialog):
         self.reader_edit.setPlaceholderText("e.g. alice or reader-01")
         self.reader_edit.setValidator(QRegularExpressionValidator(QRegularExpression(READER_ID_PATTERN.pattern)))
         self.reader_edit.setToolTip("letters, digits, '-' and '_' (the session file is named after it)")
-        self.status = QLabel()
-        self.status.setWordWrap(True)
-        self.status.setMinimumWidth(460)
+        self.status = _status_label(460)
         form = QFormLayout()
-        form.addRow("Study folder", _path_row(self.folder_edit, self._browse))
+        form.addRow("Study folder", _path_row(self.folder_edit, ("Browse…", self._browse)))
         form.addRow("Reader id", self.reader_edit)
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Start reading")
-        self.buttons.accepted.connect(self.accept)
-        self.buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(self.status)
-        layout.addWidget(self.buttons)
+        self.buttons = _dialog_body(self, form, self.status, "Start reading", self.accept)
         self.folder_edit.textChanged.connect(self.check)
         self.reader_edit.textChanged.connect(self.check)
         self.check()
@@ -86,32 +137,21 @@ class ReadStudyDialog(QDialog):
     def check(self) -> bool:
         """Validate both fields; the OK button follows. Reads study.json and the reader's session."""
         ok = False
-        text = ""
-        if not self.study_dir():
-            text = "Choose the study folder you were given."
-        else:
-            try:
-                study = load_study(self.study_dir())
-            except LesionStudioError as exc:
-                text = str(exc)
+        study, text = _study_or_problem(self.study_dir(), "Choose the study folder you were given.")
+        if study is not None:
+            text = f"“{study.name}”: {study.n_cases} cases."
+            reader = self.reader()
+            if not reader:
+                text += " Enter your reader id."
+            elif not READER_ID_PATTERN.match(reader):
+                text += " The reader id may hold letters, digits, '-' and '_' only."
             else:
-                text = f"“{study.name}”: {study.n_cases} cases."
-                reader = self.reader()
-                if not reader:
-                    text += " Enter your reader id."
-                elif not READER_ID_PATTERN.match(reader):
-                    text += " The reader id may hold letters, digits, '-' and '_' only."
-                else:
-                    text += " " + _progress_text(study, reader)
-                    ok = True
-        self.status.setText(text)
-        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(ok)
-        return ok
+                text += " " + _progress_text(study, reader)
+                ok = True
+        return _show_check(self.status, self.buttons, text, ok)
 
     def _browse(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Study folder", self.study_dir())
-        if path:
-            self.folder_edit.setText(path)
+        _browse_folder(self, self.folder_edit, "Study folder", self.study_dir())
 
 
 def _progress_text(study: Study, reader: str) -> str:
@@ -136,20 +176,11 @@ class AnalyzeStudyDialog(QDialog):
         self.folder_edit.setPlaceholderText("the study folder (holds study.json and sessions/)")
         self.key_edit = QLineEdit(key_file)
         self.key_edit.setPlaceholderText("the answer key (default: <study folder>.key.json)")
-        self.status = QLabel()
-        self.status.setWordWrap(True)
-        self.status.setMinimumWidth(460)
+        self.status = _status_label(460)
         form = QFormLayout()
-        form.addRow("Study folder", _path_row(self.folder_edit, self._browse_folder))
-        form.addRow("Answer key", _path_row(self.key_edit, self._browse_key))
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Analyze")
-        self.buttons.accepted.connect(self.accept)
-        self.buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(self.status)
-        layout.addWidget(self.buttons)
+        form.addRow("Study folder", _path_row(self.folder_edit, ("Browse…", self._browse_folder)))
+        form.addRow("Answer key", _path_row(self.key_edit, ("Browse…", self._browse_key)))
+        self.buttons = _dialog_body(self, form, self.status, "Analyze", self.accept)
         self._auto_key = not key_file
         self.folder_edit.textChanged.connect(self._folder_changed)
         self.key_edit.textEdited.connect(lambda _: setattr(self, "_auto_key", False))
@@ -169,40 +200,28 @@ class AnalyzeStudyDialog(QDialog):
 
     def check(self) -> bool:
         ok = False
-        if not self.study_dir():
-            text = "Choose the study folder."
-        else:
-            try:
-                study = load_study(self.study_dir())
-            except LesionStudioError as exc:
-                text = str(exc)
+        study, text = _study_or_problem(self.study_dir(), "Choose the study folder.")
+        if study is not None:
+            readers = study.session_readers()
+            text = f"“{study.name}”: {study.n_cases} cases, "
+            text += (f"{len(readers)} reader session(s): {', '.join(readers)}." if readers
+                     else "no reader sessions yet.")
+            if not self.key_file():
+                text += " Choose the answer key."
+            elif not Path(self.key_file()).is_file():
+                text += f" The answer key {self.key_file()} does not exist."
+            elif not readers:
+                pass
             else:
-                readers = study.session_readers()
-                text = f"“{study.name}”: {study.n_cases} cases, "
-                text += (f"{len(readers)} reader session(s): {', '.join(readers)}." if readers
-                         else "no reader sessions yet.")
-                if not self.key_file():
-                    text += " Choose the answer key."
-                elif not Path(self.key_file()).is_file():
-                    text += f" The answer key {self.key_file()} does not exist."
-                elif not readers:
-                    pass
-                else:
-                    ok = True
-        self.status.setText(text)
-        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(ok)
-        return ok
+                ok = True
+        return _show_check(self.status, self.buttons, text, ok)
 
     def _browse_folder(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Study folder", self.study_dir())
-        if path:
-            self.folder_edit.setText(path)
+        _browse_folder(self, self.folder_edit, "Study folder", self.study_dir())
 
     def _browse_key(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Answer key", self.key_file(), "Answer key (*.json)")
-        if path:
+        if _browse_file(self, self.key_edit, "Answer key", self.key_file(), "Answer key (*.json)"):
             self._auto_key = False
-            self.key_edit.setText(path)
 
 
 # ---------------------------------------------------------------------------- building
@@ -282,22 +301,13 @@ class BuildStudyDialog(QDialog):
         self.force_check = QCheckBox("replace a study already in that folder (its sessions no longer fit)")
         self.toml_edit = QLineEdit()
         self.toml_edit.setPlaceholderText("default: <study folder>.toml, beside the folder")
-        self.status = QLabel()
-        self.status.setWordWrap(True)
-        self.status.setMinimumWidth(520)
+        self.status = _status_label(520)
 
         form = QFormLayout()
         form.addRow("Name (shown to readers)", self.name_edit)
-        form.addRow("Study folder", _path_row(self.out_edit, self._browse_out))
-        source_row = QWidget()
-        row = QHBoxLayout(source_row)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.source_edit, 1)
-        for text, slot in (("File…", self._browse_npz), ("Folder…", self._browse_dataset)):
-            button = QPushButton(text)
-            button.clicked.connect(slot)
-            row.addWidget(button)
-        form.addRow("Real lesions", source_row)
+        form.addRow("Study folder", _path_row(self.out_edit, ("Browse…", self._browse_out)))
+        form.addRow("Real lesions", _path_row(self.source_edit, ("File…", self._browse_npz),
+                                              ("Folder…", self._browse_dataset)))
         form.addRow("Synthetic models", self.models_edit)
         form.addRow("Placement", self.placement_combo)
         form.addRow("Removal (matched sites)", self.removal_combo)
@@ -311,14 +321,7 @@ class BuildStudyDialog(QDialog):
         form.addRow(self.back_check)
         form.addRow(self.force_check)
         form.addRow("Study TOML", self.toml_edit)
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Build")
-        self.buttons.accepted.connect(self.try_accept)
-        self.buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(self.status)
-        layout.addWidget(self.buttons)
+        self.buttons = _dialog_body(self, form, self.status, "Build", self.try_accept)
         self.config_path: Path | None = None
         self.force = False
 
@@ -399,16 +402,10 @@ class BuildStudyDialog(QDialog):
         self.accept()
 
     def _browse_out(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "New study folder", self.out_edit.text(), "Folder (*)")
-        if path:
-            self.out_edit.setText(path)
+        _browse_file(self, self.out_edit, "New study folder", self.out_edit.text(), "Folder (*)", save=True)
 
     def _browse_npz(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Real lesion patches", self.source_edit.text(), "Patches (*.npz)")
-        if path:
-            self.source_edit.setText(path)
+        _browse_file(self, self.source_edit, "Real lesion patches", self.source_edit.text(), "Patches (*.npz)")
 
     def _browse_dataset(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Dataset folder", self.source_edit.text())
-        if path:
-            self.source_edit.setText(path)
+        _browse_folder(self, self.source_edit, "Dataset folder", self.source_edit.text())

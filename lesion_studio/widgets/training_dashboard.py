@@ -17,7 +17,6 @@ import pyqtgraph.exporters  # noqa: F401 - registers ImageExporter / SVGExporter
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QProgressBar,
@@ -29,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from lesion_studio.core.jobs import MetricHistory, format_duration
 from lesion_studio.models.progress import format_rate
+from lesion_studio.widgets.dashboard_export import ask_export_path
 
 #: Distinct colours on the dark background (one per loss term / run).
 PALETTE = ("#4cc9f0", "#f72585", "#ffd166", "#06d6a0", "#b388ff", "#ff9f1c", "#90be6d", "#ef476f")
@@ -395,10 +395,8 @@ class TrainingDashboard(QWidget):
 
     def ask_export_path(self, kind: str) -> str | None:
         """File dialog for an export (tests replace this)."""
-        filters = {"png": "PNG image (*.png)", "svg": "SVG drawing (*.svg)", "csv": "CSV table (*.csv)"}
         stem = (self._title or "training").replace(" ", "_").replace("/", "_")
-        path, _ = QFileDialog.getSaveFileName(self, f"Export {kind.upper()}", f"{stem}.{kind}", filters[kind])
-        return path or None
+        return ask_export_path(self, kind, stem)
 
     def _export_clicked(self, kind: str) -> None:
         path = self.ask_export_path(kind)

@@ -1,11 +1,14 @@
-"""Tiny-width configs and a small phantom dataset shared by the model tests."""
+"""Tiny-width configs (as dataclasses or train TOML text), a small phantom dataset and a
+one-torch-thread fixture shared by the model tests."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from lesion_studio.core.phantom import generate_phantom_dataset
 from lesion_studio.models.config import TrainConfig, default_config
@@ -19,6 +22,32 @@ TINY = {
                     batch_size=8, lr_g=1e-3, lr_d=1e-3, nonlesion_pairs=0.0),
     "pix2pix": dict(base_channels=8, disc_channels=8, patch_px=32, num_downs=5, batch_size=4, lr_g=1e-3, lr_d=1e-4),
 }
+#: A StyleGAN2 small enough to build, train and sample on one CPU thread in a test (the "cpu-64"
+#: preset, narrower); each test adds its batch size.
+TINY_STYLEGAN2 = dict(patch_px=32, z_dim=32, w_dim=32, mapping_layers=2, channel_base=128, channel_max=16)
+#: The [run] table of a 2-step training that validates, checkpoints and samples nothing on the way.
+TWO_STEP_RUN = dict(steps=2, val_every=0, checkpoint_every=0, sample_every=0, log_every=1)
+
+
+def train_toml(family: str, run: dict, model: dict) -> str:
+    """The text of a train TOML: `family`, then the [run] and [model] tables (str, bool, int, float values)."""
+    lines = [f"family = {json.dumps(family)}", "[run]"]
+    lines += [f"{key} = {json.dumps(value)}" for key, value in run.items()]
+    lines.append("[model]")
+    lines += [f"{key} = {json.dumps(value)}" for key, value in model.items()]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def one_thread(monkeypatch: pytest.MonkeyPatch):
+    """One torch thread whatever earlier tests left, and the code under test may not change it:
+    GAN training is chaotic, so another float summation order is another run."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    yield
+    monkeypatch.undo()
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ from lesion_studio.models.experiments import (
 )
 from lesion_studio.models.hard_example_mining import missed_lesion_diameters, read_diameter_file, write_diameter_file
 from lesion_studio.models.progress import CancelToken
+from tests.models.conftest import TINY as TINY_MODELS, TWO_STEP_RUN, train_toml
 
 TINY = dict(folds=2, image_size_px=64, arch="unet", base_channels=6, depth=3, epochs=4, batch_size=4,
             lr=3e-3, synthetic_generator="phantom_painter")
@@ -232,21 +233,7 @@ def test_hard_example_mining_experiment(phantom, tmp_path):
     assert doc["patient_isolation"]["leakage"] == "none"
 
 
-GENERATOR_TOML = """
-family = "texture"
-[run]
-steps = 2
-val_every = 0
-checkpoint_every = 0
-sample_every = 0
-log_every = 1
-[model]
-base_channels = 8
-disc_channels = 8
-patch_px = 32
-perceptual_weights = "disabled"
-lr_g = 3e-3
-"""
+GENERATOR_TOML = train_toml("texture", TWO_STEP_RUN, TINY_MODELS["texture"])
 
 
 def test_in_process_synthesis_with_a_generator_trained_per_fold(tmp_path):

@@ -8,22 +8,11 @@ from lesion_studio.core.dataset import load_dataset
 from lesion_studio.core.phantom import generate_phantom_dataset
 from lesion_studio.models import fold_generators
 from lesion_studio.models.fold_generators import train_fold_generator
+from tests.models.conftest import TWO_STEP_RUN, train_toml
 
-GENERATOR_TOML = """
-family = "texture"
-[run]
-steps = 2
-val_every = 0
-checkpoint_every = 0
-sample_every = 0
-log_every = 1
-num_threads = 1
-[model]
-disc_channels = 8
-patch_px = 32
-perceptual_weights = "disabled"
-best_metric = ""
-"""
+#: base_channels left to the preset on purpose (see the test).
+GENERATOR_TOML = train_toml("texture", {**TWO_STEP_RUN, "num_threads": 1},
+                            dict(disc_channels=8, patch_px=32, perceptual_weights="disabled", best_metric=""))
 
 
 def test_a_finished_fold_generator_is_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,15 +27,8 @@ from lesion_studio.models.trainer import SELECTION_FILE, Trainer, selection_step
 from tests.models.conftest import tiny_config
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch: pytest.MonkeyPatch):
-    """Seeded learning at one thread (another summation order is another result)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
-    yield
-    monkeypatch.undo()
-    torch.set_num_threads(threads)
+#: Seeded learning at one thread (another summation order is another result).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tissue(n: int, seed: int, px: int = 32) -> torch.Tensor:

@@ -36,9 +36,9 @@ from lesion_studio.models.progress import (
     ValidationEvent,
 )
 from lesion_studio.models.trainer import STRATEGIES, Trainer
+from tests.models.conftest import TINY_STYLEGAN2, train_toml
 
-#: A StyleGAN2 small enough to train on one CPU thread in a test (the "cpu-64" preset, narrower).
-TINY = dict(patch_px=32, z_dim=32, w_dim=32, mapping_layers=2, channel_base=128, channel_max=16, batch_size=8)
+TINY = dict(**TINY_STYLEGAN2, batch_size=8)
 
 
 def tiny(family: str, **changes):
@@ -75,18 +75,6 @@ def run_config(model, out_dir: Path, dataset: str = "unused", **run) -> TrainCon
     defaults = dict(dataset=dataset, out_dir=str(out_dir), steps=4, val_every=0, checkpoint_every=0, sample_every=0,
                     log_every=1, num_threads=0, device="cpu")
     return TrainConfig(model=model, run=RunConfig(**{**defaults, **run}))
-
-
-@pytest.fixture
-def one_thread(monkeypatch: pytest.MonkeyPatch):
-    """One torch thread whatever earlier tests left: GAN training is chaotic, so another float
-    summation order is another run (tests/models/test_trainer.py does the same)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
-    yield
-    monkeypatch.undo()
-    torch.set_num_threads(threads)
 
 
 # -- networks ---------------------------------------------------------------------------------
@@ -309,32 +297,12 @@ def test_mc_sg_pipeline_and_m_sg_as_a_shape_source(tmp_path: Path) -> None:
 
 
 # -- configuration and CLI --------------------------------------------------------------------
-TOML = """
-family = "{family}"
-[run]
-dataset = "{dataset}"
-out_dir = "{out}"
-steps = 2
-val_every = 0
-checkpoint_every = 0
-device = "cpu"
-num_threads = 1
-[model]
-patch_px = 32
-z_dim = 32
-w_dim = 32
-mapping_layers = 2
-channel_base = 128
-channel_max = 16
-batch_size = 4
-pl_weight = 0.0
-"""
-
-
 @pytest.mark.parametrize("family", ["stylegan2-mask", "stylegan2-cond"])
 def test_train_cli_accepts_the_stylegan2_families(family: str, chest_dataset: Path, tmp_path: Path, capsys) -> None:
     path = tmp_path / "train.toml"
-    path.write_text(TOML.format(family=family, dataset=chest_dataset, out=tmp_path / "run"))
+    run = dict(dataset=str(chest_dataset), out_dir=str(tmp_path / "run"), steps=2, val_every=0, checkpoint_every=0,
+               device="cpu", num_threads=1)
+    path.write_text(train_toml(family, run, {**TINY_STYLEGAN2, "batch_size": 4, "pl_weight": 0.0}))
     assert main(["train", str(path), "--quiet"]) == 0
     ck = load_checkpoint(tmp_path / "run" / "final", family=family)
     assert ck.step == 2 and ck.meta["config"]["model"]["channel_max"] == 16

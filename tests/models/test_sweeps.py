@@ -24,31 +24,12 @@ from lesion_studio.models.pair_source import PairSamplerSource
 from lesion_studio.models.sweep_analysis import summary_line
 from lesion_studio.models.sweep_config import P4_GENERATED_COUNTS, SweepConfig, SweepGenerator
 from lesion_studio.models.trainer import STRATEGIES
+from tests.models.conftest import TINY_STYLEGAN2, TWO_STEP_RUN, train_toml
 
 #: A StyleGAN2 that builds and samples in milliseconds (tests/models/test_stylegan2.py's size).
-TINY_SG = dict(patch_px=32, z_dim=32, w_dim=32, mapping_layers=2, channel_base=128, channel_max=16, batch_size=4,
-               patch_source="image")
+TINY_SG = dict(**TINY_STYLEGAN2, batch_size=4, patch_source="image")
 #: The same as a train TOML: each fold trains it for 2 steps on its training patients.
-BSG_TOML = """
-family = "stylegan2-joint"
-[run]
-steps = 2
-val_every = 0
-checkpoint_every = 0
-sample_every = 0
-log_every = 1
-num_threads = 1
-[model]
-patch_source = "image"
-patch_px = 32
-z_dim = 32
-w_dim = 32
-mapping_layers = 2
-channel_base = 128
-channel_max = 16
-batch_size = 4
-pl_weight = 0.0
-"""
+BSG_TOML = train_toml("stylegan2-joint", {**TWO_STEP_RUN, "num_threads": 1}, {**TINY_SG, "pl_weight": 0.0})
 ELSEWHERE = {"train": ["another-hospital-1"], "val": []}
 
 

@@ -33,7 +33,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -288,25 +288,16 @@ def draw_cases(config: StudyConfig, sources: SourceSet, engine_factory: EngineFa
             roles[les.group] = "real"
             reals.append(case)
             steps.tick(f"real {s[0]} {s[1]}: {len(reals)}/{want}")
-        syns: list[StudyCase] = []
         offset = sum(c.truth == "synthetic" for c in cases) % len(config.models)  # models take turns
         slot_models = [config.models[(offset + i) % len(config.models)] for i in range(len(reals))]
         if matched:
             hosts = [x for x in pool if roles.get(x.group) == "synthetic"] + \
                     [x for x in pool if roles.get(x.group) == "unused"]
-            for host in hosts:
-                if len(syns) >= len(reals):
-                    break
-                if roles[host.group] not in ("synthetic", "unused"):
-                    continue
-                model = slot_models[len(syns)]
-                case = make_matched_site_case(host, s[1], model, engines[model], removal, config, rng, quantum)
-                if case is None:
-                    failures[f"{model_label(model)} synthesis or crop"] += 1
-                    continue
-                roles[host.group] = "synthetic"
-                syns.append(case)
-                steps.tick(f"synthetic {s[0]} {s[1]}: {len(syns)}/{len(reals)}")
+            syns = _synthetic_cases(
+                (host for host in hosts if roles[host.group] in ("synthetic", "unused")), reals, slot_models, s,
+                roles, steps, failures, "synthesis or crop",
+                lambda host, model, _k: make_matched_site_case(host, s[1], model, engines[model], removal, config,
+                                                               rng, quantum))
         else:
             syns = _free_site_cases(reals, slot_models, s, sources, roles, engines, config, rng, quantum, steps,
                                     failures)
@@ -348,6 +339,27 @@ def _free_images(sources: SourceSet, roles: dict[str, str], avoid: tuple[str, ..
     return clean + [im for im in usable if im.lesion_mask.any()]
 
 
+def _synthetic_cases(candidates: Iterable[SourceLesion | SourceImage], reals: list[StudyCase],
+                     slot_models: list[str], s: Stratum, roles: dict[str, str], steps: _Steps, failures: Counter,
+                     failure: str, make: Callable[[Any, str, int], StudyCase | None]) -> list[StudyCase]:
+    """One synthetic case per real case of stratum `s`: `make(candidate, model, k)` for the k-th case,
+    its model `slot_models[k]`, trying the candidates in turn. A None is counted in `failures` as
+    "<model> `failure`" and the next candidate tried; a used candidate's group joins the synthetic side."""
+    out: list[StudyCase] = []
+    for candidate in candidates:
+        if len(out) >= len(reals):
+            break
+        model = slot_models[len(out)]
+        case = make(candidate, model, len(out))
+        if case is None:
+            failures[f"{model_label(model)} {failure}"] += 1
+            continue
+        roles[candidate.group] = "synthetic"
+        out.append(case)
+        steps.tick(f"synthetic {s[0]} {s[1]}: {len(out)}/{len(reals)}")
+    return out
+
+
 def _free_site_cases(reals: list[StudyCase], slot_models: list[str], s: Stratum, sources: SourceSet,
                      roles: dict[str, str], engines: dict[str, SynthesisEngine], config: StudyConfig,
                      rng: np.random.Generator, quantum: float, steps: _Steps, failures: Counter) -> list[StudyCase]:
@@ -355,20 +367,13 @@ def _free_site_cases(reals: list[StudyCase], slot_models: list[str], s: Stratum,
     # no preference for lesion-free images: they may differ (scanner, spacing) from lesion images,
     # and that difference must not follow the synthetic class
     images = [im for im in _free_images(sources, roles, ("real",), rng, clean_first=False) if im.image_type == s[0]]
-    out: list[StudyCase] = []
-    for image in images:
-        if len(out) >= len(reals):
-            break
-        model = slot_models[len(out)]
-        diameter = float(reals[len(out)].diameter_mm or 0.0)
-        case = make_free_site_case(image, diameter, s[1], model, engines[model], config, rng, quantum, tissue)
-        if case is None:
-            failures[f"{model_label(model)} insertion in lesion-free tissue"] += 1
-            continue
-        roles[image.group] = "synthetic"
-        out.append(case)
-        steps.tick(f"synthetic {s[0]} {s[1]}: {len(out)}/{len(reals)}")
-    return out
+
+    def make(image: SourceImage, model: str, k: int) -> StudyCase | None:  # at the diameter of the k-th real case
+        diameter = float(reals[k].diameter_mm or 0.0)
+        return make_free_site_case(image, diameter, s[1], model, engines[model], config, rng, quantum, tissue)
+
+    return _synthetic_cases(images, reals, slot_models, s, roles, steps, failures,
+                            "insertion in lesion-free tissue", make)
 
 
 def _lesion_free_cases(lesion_cases: list[StudyCase], sources: SourceSet, roles: dict[str, str],
