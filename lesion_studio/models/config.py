@@ -33,6 +33,7 @@ from lesion_studio.core.config_schema import (
     Problems, Schema, Setting, check_tables, load_toml, settings_from_dataclass,
 )
 from lesion_studio.core.errors import ConfigError
+from lesion_studio.models.presets import GATES, TEXTURE_PRESETS
 
 #: Adversarial loss kinds understood by `models.losses.AdversarialLoss`.
 ADVERSARIAL_LOSSES = ("lsgan", "nonsaturating", "bce")
@@ -111,7 +112,7 @@ class TextureConfig:
     out_channels: int = 1
     preset: str = "light"  # paper | deepfill | light: the architecture (models/presets.py); fields below left unset take the preset's value
     base_channels: int | None = None  # kept channels at full resolution (x2, x4 lower); unset: the preset's (paper 48, deepfill/light 24 = DeepFill v2's cnum 48 before its gate split)
-    gate: str = ""  # full: a gate per channel (P3 Eq. 3) | single: one shared gate map (LWGC_sc, Yi et al. 2020); "": the preset's
+    gate: str = ""  # full: a gate per channel (P3 Eq. 3) | half: one per 2 channels | single: one shared map (LWGC_sc, Yi et al. 2020); "": the preset's
     dilated_mult: int | None = None  # width of the dilated convs in units of base_channels: 4 (P3, DeepFill) | 2 (light: a narrower bottleneck); unset: the preset's
     dilations: list[int] = field(default_factory=lambda: [2, 4, 8, 16])  # P3 §III-C
     disc_channels: int = 64  # P3 silent; SN-PatchGAN (DeepFill v2) uses 64
@@ -415,6 +416,9 @@ MODEL_BOUNDS: dict[str, dict[str, Any]] = {
     "pl_decay": {"gt": 0.0, "le": 1.0}, "pl_batch_shrink": {"ge": 1},
     "style_mixing_prob": {"ge": 0.0, "le": 1.0},
     "ema_kimg": _WEIGHT, "ema_rampup": _WEIGHT,
+    "preset": {"choices": tuple(TEXTURE_PRESETS)},
+    "gate": {"choices": ("", *GATES)},
+    "dilated_mult": {"ge": 1, "le": 16},
 }
 #: The top-level keys of a training file.
 TOP_SETTINGS: dict[str, Setting] = {

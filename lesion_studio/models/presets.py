@@ -1,22 +1,21 @@
 """Texture-generator presets: named architectures resolved into the explicit numbers a checkpoint records.
 
 A texture/outpaint config names a `preset`; every architecture field it leaves unset (`None`,
-or `""` for the gate) takes the preset's value. `resolve_preset` fills them in before a network is built or a
-checkpoint is written, so a checkpoint's sidecar holds the numbers themselves, not a name whose
-meaning could change later.
+or `""` for the gate) takes the preset's value. `resolve_preset` fills them in before a network
+is built or a checkpoint is written, so a checkpoint's sidecar holds the numbers themselves,
+not a name whose meaning could change later.
 
-| preset | kept widths at 1, 1/2, 1/4 resolution | gate | GFLOP per 256² image (2 stages) |
-| --- | --- | --- | --- |
-| `paper` | 48 / 96 / 192 | full | 148 (P3 as built here: DeepFill's `cnum` read as the kept width) |
-| `deepfill` | 24 / 48 / 96 (DeepFill v2's real kept widths) | full | 37.5 |
-| `light` | 24 / 48 / 96 | single (LWGC_sc) | 19.3 |
+| preset | kept widths at 1, 1/2, 1/4 resolution | gate | dilated convs | GFLOP per 256² image | params |
+| --- | --- | --- | --- | --- | --- |
+| `paper` | 48 / 96 / 192 (DeepFill's `cnum` read as the kept width) | full | 192 | 148.1 | 10.35 M |
+| `deepfill` | 24 / 48 / 96 (DeepFill v2's real kept widths) | full | 96 | 37.3 | 2.59 M |
+| `light` (default) | 24 / 48 / 96 | half (a gate per 2 channels) | 48 | 21.4 | 1.14 M |
 
-For comparison, a DeepFill v2 two-stage network with contextual attention
-(`benchmarks/reference_networks.py`) measures 54.5 GFLOP per 256² RGB image, 53.7 for one
-channel; `light` is 0.36× of it (`benchmarks/infer.py`, FlopCounterMode).
+A DeepFill v2 network with contextual attention (`benchmarks/reference_networks.py`) measures
+54.5 GFLOP per one-channel 256² image with torch's FlopCounterMode: `light` is 0.39× of it.
 
-Checkpoints written before presets existed have no `preset` key; their layout is `paper`
-(full gates at their recorded `base_channels`): `upgrade_sidecar_config` says so.
+Checkpoints written before presets existed have no `preset` key; their layout is `paper` (full
+gates, 4c-wide dilated convs, at their recorded `base_channels`): `upgrade_sidecar_config`.
 """
 
 from __future__ import annotations
@@ -26,9 +25,9 @@ from typing import Any
 
 from lesion_studio.core.errors import ConfigError
 
-#: Gate kinds of `networks.gated_conv.GatedConv2d`: one gate per output channel (P3, DeepFill v2)
-#: or one gate map shared by all channels (LWGC_sc). Torch-free here, so the GUI can list them.
-GATES = ("full", "single")
+#: Gate kinds of `networks.gated_conv.GatedConv2d`: one gate per output channel (P3, DeepFill v2),
+#: one per pair of channels, or one map shared by all channels (LWGC_sc). Torch-free here.
+GATES = ("full", "half", "single")
 #: Families whose generator is the gated-conv texture generator.
 PRESET_FAMILIES = ("texture", "outpaint")
 
@@ -38,9 +37,10 @@ TEXTURE_PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"base_channels": 48, "gate": "full", "dilated_mult": 4},
     # DeepFill v2 [P3 ref 26]: cnum = 48 before the feature/gate split, i.e. 24 kept channels.
     "deepfill": {"base_channels": 24, "gate": "full", "dilated_mult": 4},
-    # DeepFill's widths with one shared gate map per layer (Yi et al. 2020, LWGC_sc) and dilated
-    # convs half as wide (48 instead of 96 channels at 1/4 resolution).
-    "light": {"base_channels": 24, "gate": "single", "dilated_mult": 2},
+    # DeepFill's widths, one gate per pair of channels and dilated convs half as wide (48, not 96,
+    # channels at 1/4 resolution). Chosen by benchmarks/preset_budget.py (docs/models.md): one gate
+    # map per layer (LWGC_sc, 14.6 GFLOP) trained clearly worse; these halves did not.
+    "light": {"base_channels": 24, "gate": "half", "dilated_mult": 2},
 }
 #: The preset the training default uses (see docs/models.md, "Texture presets").
 DEFAULT_PRESET = "light"

@@ -123,3 +123,20 @@ def test_bad_evaluate_values_are_named_with_the_reason(tmp_path: Path, extra: st
     with pytest.raises(ConfigError, match=message) as info:
         load_experiment_config(path)
     assert info.value.path == path
+
+
+def test_texture_preset_fields_are_checked_with_their_lines(tmp_path: Path) -> None:
+    """An unknown preset or gate, or a zero-width bottleneck, is refused when the file is read
+    (naming file, line and the allowed values), not later when the trainer builds the network."""
+    path = tmp_path / "train.toml"
+    path.write_text('family = "texture"\n[run]\ndataset = "d"\n[model]\npreset = "heavy"\n'
+                    'gate = "quarter"\ndilated_mult = 0\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    text = str(info.value)
+    assert f"{path}:5: model.preset: must be one of 'paper', 'deepfill', 'light'" in text
+    assert f"{path}:6: model.gate:" in text and "'half'" in text
+    assert f"{path}:7: model.dilated_mult: must be in [1, 16], got 0" in text
+    for preset in ("paper", "deepfill", "light"):
+        path.write_text(f'family = "texture"\n[run]\ndataset = "d"\n[model]\npreset = "{preset}"\n')
+        assert load_config(path).model.preset == preset

@@ -21,8 +21,8 @@ from lesion_studio.models.networks import (
 #: test_presets.py); cascade: dilations 2, 4, 8 (35,247,746 with P0's 2, 4, 8, 16).
 PARAM_COUNTS = {
     "shape": (3_606_977, 2_795_937),
-    "texture": (771_778, 4_307_265),
-    "outpaint": (771_778, 4_307_265),
+    "texture": (1_136_462, 4_307_265),
+    "outpaint": (1_136_462, 4_307_265),
     "cascade": (30_526_082, 3_414_914),
     "pix2pix": (54_407_809, 2_764_609),
 }

@@ -26,7 +26,7 @@ from lesion_studio.models.trainer import Trainer
 SHIPPED = Path(__file__).resolve().parents[2] / "lesion_studio" / "resources" / "models"
 
 #: Generator parameters per preset at the texture defaults (256², 2 → 1 channels).
-PRESET_PARAMS = {"paper": 10_351_346, "deepfill": 2_594_042, "light": 771_778}
+PRESET_PARAMS = {"paper": 10_351_346, "deepfill": 2_594_042, "light": 1_136_462}
 
 
 def _texture(preset: str, **changes):
@@ -50,27 +50,52 @@ def _gflop(model, n: int = 64) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def test_light_costs_at_most_half_the_deepfill_width_generator() -> None:
+def test_light_costs_at_most_half_a_deepfill_v2_reference() -> None:
+    """Issue 13: `light` <= 0.5× the FLOPs of DeepFill v2 (with contextual attention), counted the
+    same way. At 64² (0.43×) contextual attention weighs less than at 256² (0.39×), so the bound
+    checked here is the harder one."""
+    from benchmarks.reference_networks import DeepFillV2
+
+    reference = DeepFillV2(channels=1).eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        reference(torch.zeros(1, 1, 64, 64), torch.zeros(1, 1, 64, 64))
+    deepfill_v2 = counter.get_total_flops() / 1e9
     light, deepfill, paper = _gflop(_texture("light")), _gflop(_texture("deepfill")), _gflop(_texture("paper"))
-    assert light <= 0.5 * deepfill
+    assert light <= 0.5 * deepfill_v2
+    assert light <= 0.6 * deepfill  # half gates (3/4 of a layer) and half-wide dilated convs: 0.57×
+    assert _gflop(_texture("deepfill", gate="single")) <= 0.52 * deepfill  # one gate map: about half
     assert deepfill <= 0.26 * paper  # half the widths: about a quarter of the FLOPs
+
+
+@pytest.mark.parametrize("out_ch", [6, 5])
+def test_half_gate_scales_each_pair_of_channels_with_one_gate(out_ch: int) -> None:
+    from lesion_studio.models.networks.gated_conv import GatedConv2d
+
+    torch.manual_seed(0)
+    layer = GatedConv2d(3, out_ch, 3, gate="half")
+    assert layer.conv.out_channels == out_ch + (out_ch + 1) // 2
+    x = torch.randn(2, 3, 8, 8)
+    y = layer.conv(x)
+    feature, gate = torch.nn.functional.leaky_relu(y[:, :out_ch], 0.2), torch.sigmoid(y[:, out_ch:])
+    expected = layer.norm(torch.stack([feature[:, k] * gate[:, k // 2] for k in range(out_ch)], dim=1))
+    assert torch.allclose(layer(x), expected, atol=1e-6)
 
 
 def test_preset_numbers_fill_only_unset_fields_and_are_recorded(tmp_path: Path) -> None:
     light = resolve_preset(_texture("light"))
-    assert (light.base_channels, light.gate, light.dilated_mult) == (24, "single", 2)
+    assert (light.base_channels, light.gate, light.dilated_mult) == (24, "half", 2)
     custom = resolve_preset(_texture("paper", base_channels=16))
     assert (custom.base_channels, custom.gate, custom.dilated_mult) == (16, "full", 4)
     assert resolve_preset(default_config("cascade").model) == default_config("cascade").model
     with pytest.raises(ConfigError, match=r"model\.preset"):
         resolve_preset(_texture("tiny"))
     with pytest.raises(ConfigError, match=r"model\.gate"):
-        resolve_preset(_texture("light", gate="half"))
+        resolve_preset(_texture("light", gate="quarter"))
     # a trainer resolves the preset, so its checkpoints hold the numbers, not just the name
     config = default_config("texture", out_dir=str(tmp_path / "run"))
     recorded = Trainer(config).config.to_dict()["model"]
     assert (recorded["preset"], recorded["base_channels"], recorded["gate"], recorded["dilated_mult"]) == (
-        "light", 24, "single", 2)
+        "light", 24, "half", 2)
     assert config.model.base_channels is None  # the caller's config is left as it was
 
 

@@ -1,10 +1,11 @@
 """P3 §III-C texture generator (gated convolutions, coarse → refinement) and SN-PatchGAN D_t.
 
 Gated convolution: `F_out = IN(LeakyReLU(W_f·F) ⊙ σ(W_g·F))` (P3 Eq. 3). `gate="full"` gives
-every output channel its own gate (P3, DeepFill v2); `gate="single"` computes one gate map per
-layer shared by all channels (the single-channel light-weight gated conv, LWGC_sc, of Yi et al.
-2020, "Contextual Residual Aggregation for Ultra High-Resolution Image Inpainting", §3.3): the
-gate branch shrinks from `out_ch` channels to one, which halves a layer's FLOPs.
+every output channel its own gate (P3, DeepFill v2); `gate="half"` one gate per pair of channels
+(lesion-studio's choice, measured in docs/models.md: the gate branch is half as wide, a layer
+costs 3/4); `gate="single"` one gate map shared by all channels (the single-channel light-weight
+gated conv, LWGC_sc, of Yi et al. 2020, "Contextual Residual Aggregation for Ultra
+High-Resolution Image Inpainting"): a layer costs about 1/2.
 Each stage is encoder (two stride-2 downsamplings) → bottleneck with four dilated gated convs
 (dilation 2, 4, 8, 16) → decoder with nearest-neighbour upsampling, then a plain conv + tanh.
 Widths are `c, 2c, 4c` at full, 1/2 and 1/4 resolution (`c = base_channels`, kept channels after
@@ -35,8 +36,9 @@ from lesion_studio.models.presets import GATES
 class GatedConv2d(nn.Module):
     """`IN(LeakyReLU(W_f·x) ⊙ σ(W_g·x))`; `norm`/`activation` False for plain gated output.
 
-    `gate`: "full" (W_g has `out_ch` outputs) or "single" (one output, broadcast over channels).
-    Both keep W_f and W_g in one conv (`conv.weight`: features first, then the gate).
+    `gate`: "full" (W_g has `out_ch` outputs), "half" (`ceil(out_ch / 2)` outputs, gate k
+    scales channels 2k and 2k + 1) or "single" (one output, broadcast over channels). W_f and
+    W_g stay one conv (`conv.weight`: features first, then the gate).
     """
 
     def __init__(
@@ -48,15 +50,22 @@ class GatedConv2d(nn.Module):
             raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
         pad = dilation * (kernel - 1) // 2
         self.out_ch = out_ch
-        gate_ch = out_ch if gate == "full" else 1
+        gate_ch = {"full": out_ch, "half": (out_ch + 1) // 2, "single": 1}[gate]
         self.conv = nn.Conv2d(in_ch, out_ch + gate_ch, kernel, stride=stride, padding=pad, dilation=dilation)
         self.activation = nn.LeakyReLU(0.2) if activation else nn.Identity()
         self.norm = nn.InstanceNorm2d(out_ch, affine=True) if norm else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(x)  # W_f·F and W_g·F in one conv
-        feature, gate = y[:, : self.out_ch], y[:, self.out_ch :]
-        return self.norm(self.activation(feature) * torch.sigmoid(gate))
+        feature, gate = self.activation(y[:, : self.out_ch]), torch.sigmoid(y[:, self.out_ch :])
+        groups = gate.shape[1]
+        if groups in (1, self.out_ch):  # single or full: plain broadcasting
+            return self.norm(feature * gate)
+        n, _, h, w = feature.shape
+        if self.out_ch == 2 * groups:  # half, even width: each gate scales its pair of channels
+            paired = feature.reshape(n, groups, 2, h, w) * gate.reshape(n, groups, 1, h, w)
+            return self.norm(paired.reshape(n, -1, h, w))
+        return self.norm(feature * gate.repeat_interleave(2, dim=1)[:, : self.out_ch])
 
 
 class GatedStage(nn.Module):
