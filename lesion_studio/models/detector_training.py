@@ -19,7 +19,6 @@ default. AdamW (same weight decay) is offered for short from-scratch runs.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
@@ -30,6 +29,7 @@ from lesion_studio.core.classic_augment import augment as classic_augment
 from lesion_studio.core.classic_augment import preset as classic_preset
 from lesion_studio.core.errors import LesionStudioError
 from lesion_studio.core.metrics import masks_to_boxes
+from lesion_studio.models.best_weights import BestWeights
 
 OPTIMIZERS = ("sgd", "adamw")
 #: SGD momentum of both papers' detectors (Ren et al. §3.1.3; Lin et al. §4.1).
@@ -125,7 +125,7 @@ def train_detector(model: torch.nn.Module, images: list[np.ndarray], masks: list
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=lr_patience, threshold=1e-4,
                                                        threshold_mode="abs", min_lr=min(min_lr, lr))
     recipe = classic_preset(augment_preset) if augment_preset else None
-    best, best_state = math.inf, None
+    best = BestWeights()
     n = len(images)
     for epoch in range(epochs):
         if stop is not None:
@@ -145,13 +145,10 @@ def train_detector(model: torch.nn.Module, images: list[np.ndarray], masks: list
         train_loss = total / max(n, 1)
         val_loss = detector_loss(model, val_images, val_masks, batch_size, device) if val_images else train_loss
         sched.step(val_loss)
-        if val_loss < best:
-            best = val_loss
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        best.update(model, val_loss)
         if on_epoch:
             on_epoch(epoch, train_loss)
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    best.restore(model)
     return model
 
 

@@ -62,6 +62,7 @@ from lesion_studio.core.metrics import (
 from lesion_studio.core.metrics.classification import image_level_scores
 from lesion_studio.core.metrics.detection import image_scores_from_boxes
 from lesion_studio.core.metrics.statistics import bootstrap_ci, friedman_nemenyi, mean_sd, t_test
+from lesion_studio.models.best_weights import BestWeights
 from lesion_studio.models.detection import DEFAULT_MIN_PROB, detect_from_probability
 from lesion_studio.models.detector_training import OPTIMIZERS as DETECTOR_OPTIMIZERS
 from lesion_studio.models.detectors import (
@@ -556,7 +557,7 @@ def train_segmenter(model: torch.nn.Module, images: list[np.ndarray], masks: lis
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=lr_patience, threshold=1e-4,
                                                        threshold_mode="abs", min_lr=min(min_lr, lr))
     recipe = classic_preset(augment_preset) if augment_preset else None
-    best, best_state = math.inf, None
+    best = BestWeights()
     n_real = len(images) - n_synthetic
     for epoch in range(epochs):
         if _cancelled(cancel):
@@ -589,13 +590,10 @@ def train_segmenter(model: torch.nn.Module, images: list[np.ndarray], masks: lis
         train_loss = total / max(n, 1)
         val_loss = _eval_loss(model, val_images, val_masks, loss_fn, batch_size, device) if val_images else train_loss
         sched.step(val_loss)
-        if val_loss < best:
-            best = val_loss
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        best.update(model, val_loss)
         if on_epoch:
             on_epoch(epoch, train_loss)
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    best.restore(model)
     return model
 
 
