@@ -46,6 +46,9 @@ DEMO_TEXTURE = ROOT / "lesion_studio" / "resources" / "models" / "demo_texture_i
 #: The learned CT lung removal model (texture family, objective "remove", trained on the LIBRARY
 #: series only by scripts/train_default_models.py); `--ct-removal-checkpoint` overrides it.
 LEARNED_CT_REMOVAL = ROOT / "lesion_studio" / "resources" / "models" / "ct_lung_removal"
+#: The learned CT nodule inpainter (texture family, objective "inpaint", library series only);
+#: `--ct-inpaint-checkpoint` overrides it. CT only, like the removal model.
+LEARNED_CT_INPAINT = ROOT / "lesion_studio" / "resources" / "models" / "ct_nodule_inpaint"
 CT_WINDOW = (-1350.0, 150.0)  # lung window (level −600, width 1500)
 LUNG_HU = -400.0
 NIH_SPACING = (0.286, 0.286)
@@ -59,7 +62,8 @@ LUNG_BOXES = {
     "00027426_000.png": [(100, 330, 120, 230), (100, 300, 310, 410)],
 }
 FILL_METHODS = ("telea", "navier-stokes", "ring-mean", "texture-fill", "auto-fill", "demo-texture", "learned-ct-removal")
-INSERT_METHODS = ("real-nodule", "demo-texture")
+INSERT_METHODS = ("real-nodule", "demo-texture", "learned-ct-inpaint")
+CT_ONLY_METHODS = ("learned-ct-removal", "learned-ct-inpaint")
 
 
 # --------------------------------------------------------------------------------- helpers
@@ -206,7 +210,8 @@ def radiograph_centres(rg: dict, n: int, radius_px: np.ndarray, rng) -> list[tup
 
 
 # ------------------------------------------------------------------------------ engines
-def load_engines(ct_removal_checkpoint: Path | None = LEARNED_CT_REMOVAL):
+def load_engines(ct_removal_checkpoint: Path | None = LEARNED_CT_REMOVAL,
+                 ct_inpaint_checkpoint: Path | None = LEARNED_CT_INPAINT):
     from lesion_studio.models.inference import load_synthesizer
 
     engines = {name: load_synthesizer(name) for name in ("telea", "navier-stokes", "texture-fill", "auto-fill", "real-nodule")}
@@ -219,6 +224,8 @@ def load_engines(ct_removal_checkpoint: Path | None = LEARNED_CT_REMOVAL):
     # CT only (trained on HU lung slices): run on CT holes, left out (n = 0) on radiographs
     if ct_removal_checkpoint is not None and Path(str(ct_removal_checkpoint) + ".json").is_file():
         engines["learned-ct-removal"] = load_synthesizer(ct_removal_checkpoint)
+    if ct_inpaint_checkpoint is not None and Path(str(ct_inpaint_checkpoint) + ".json").is_file():
+        engines["learned-ct-inpaint"] = load_synthesizer(ct_inpaint_checkpoint)
     return engines
 
 
@@ -363,7 +370,7 @@ def task_insertion(engines, ct, rgs, n_ct, n_rg, rng, examples):
     recs = {m: [] for m in INSERT_METHODS}
     reqs = {m: [] for m in INSERT_METHODS}
     fails = {m: [] for m in INSERT_METHODS}
-    cnn = {"real": [], "real-nodule": [], "demo-texture": [], "real-nodule@site": []}
+    cnn = {"real": [], "real-nodule@site": []} | {m: [] for m in INSERT_METHODS}
     order = rng.permutation(len(ct["images"]))[:n_ct]
     n_place = 0
     for i in order:
@@ -388,6 +395,8 @@ def task_insertion(engines, ct, rgs, n_ct, n_rg, rng, examples):
         n_place += 1
         ex = {"real": crop32(img, centroid(nod), None)}
         for method in INSERT_METHODS:
+            if method not in engines:
+                continue
             res, err = run_insertion(engines, method, img, (float(r), float(c)), d, "mm", seed, rn_bank_ct, (1.0, 1.0), "CT")
             if res is None:
                 fails[method].append(err)
@@ -407,7 +416,7 @@ def task_insertion(engines, ct, rgs, n_ct, n_rg, rng, examples):
             ex["real-nodule@site"] = crop32(site[0], centroid(site[1]), None)
         if len(examples["ct"]) < 10:
             examples["ct"].append(ex)
-    for method in INSERT_METHODS:
+    for method in (m for m in INSERT_METHODS if m in engines):
         tables[f"ct_{method}"] = summarize_stats(recs[method], reqs[method])
         tables[f"ct_{method}"]["not_served"] = len(fails[method])
         tables[f"ct_{method}"]["placements"] = n_place
@@ -429,6 +438,8 @@ def task_insertion(engines, ct, rgs, n_ct, n_rg, rng, examples):
                 diameter, unit, req_unit = d_mm, "mm", d_mm
             shown = {}
             for method in INSERT_METHODS:
+                if method not in engines or method in CT_ONLY_METHODS:
+                    continue
                 res, err = run_insertion(engines, method, rg["pixels"], (r, c), diameter, unit, seed, kind_bank,
                                          rg["spacing"], rg["modality"])
                 if res is None:
@@ -447,7 +458,7 @@ def task_insertion(engines, ct, rgs, n_ct, n_rg, rng, examples):
                     if method in shown:
                         ex[method] = crop_sq(shown[method][0], cen, half)
                 examples["radiograph"].append(ex)
-        for method in INSERT_METHODS:
+        for method in (m for m in INSERT_METHODS if m in engines and m not in CT_ONLY_METHODS):
             t = summarize_stats(rr[method], rq[method])
             t["not_served"] = nf[method]
             t["placements"] = len(centres)
@@ -596,18 +607,22 @@ def sheets(examples, out: Path) -> dict:
 
     paths = {}
     # CT
-    ex = [e for e in examples["ct"] if all(k in e for k in ("real-nodule", "demo-texture", "real-nodule@site"))][:8]
+    rows = [("real", "real held-out nodule"), ("real-nodule@site", "real-nodule at its site (real one removed first)"),
+            ("real-nodule", "real-nodule insertion in open lung"), ("demo-texture", "demo texture insertion in open lung")]
+    if any("learned-ct-inpaint" in e for e in examples["ct"]):
+        rows.append(("learned-ct-inpaint", "learned CT inpainter (ct_nodule_inpaint) in open lung"))
+    ex = [e for e in examples["ct"] if all(k in e for k, _ in rows)][:8]
     if ex:
-        fig, axes = plt.subplots(4, len(ex), figsize=(1.6 * len(ex), 6.9))
-        axes = np.atleast_2d(axes).reshape(4, len(ex))
+        fig, axes = plt.subplots(len(rows), len(ex), figsize=(1.6 * len(ex), 1.72 * len(rows) + 0.05))
+        axes = np.atleast_2d(axes).reshape(len(rows), len(ex))
         for j, e in enumerate(ex):
-            for i, key in enumerate(("real", "real-nodule@site", "real-nodule", "demo-texture")):
+            for i, (key, _) in enumerate(rows):
                 axes[i, j].imshow(e[key], cmap="gray", vmin=CT_WINDOW[0], vmax=CT_WINDOW[1], interpolation="nearest")
                 axes[i, j].axis("off")
-        for i, lab in enumerate(("real held-out nodule", "real-nodule at its site (real one removed first)",
-                                 "real-nodule insertion in open lung", "demo texture insertion in open lung")):
+        for i, (_, lab) in enumerate(rows):
             axes[i, 0].set_title(lab, fontsize=8, loc="left")
-        fig.suptitle("CT, 32 mm crops, lung window −1350/150 HU (row 1: held-out real; rows 2-4: inserted)", fontsize=8)
+        fig.suptitle(f"CT, 32 mm crops, lung window −1350/150 HU (row 1: held-out real; rows 2-{len(rows)}: inserted)",
+                     fontsize=8)
         paths["ct"] = _save(fig, out / "realism_ct.png")
     # radiographs
     ex = examples["radiograph"]
@@ -694,6 +709,8 @@ def main() -> int:
     p.add_argument("--copy-to-docs", action="store_true", help="copy the sheets to docs/realism_*.png")
     p.add_argument("--ct-removal-checkpoint", type=Path, default=LEARNED_CT_REMOVAL,
                    help="learned CT removal checkpoint stem (method learned-ct-removal; skipped when absent)")
+    p.add_argument("--ct-inpaint-checkpoint", type=Path, default=LEARNED_CT_INPAINT,
+                   help="learned CT nodule inpainting checkpoint stem (method learned-ct-inpaint; skipped when absent)")
     p.add_argument("--removal-only", action="store_true", help="run only task 1 (hole filling / removal)")
     args = p.parse_args()
     seed_everything(args.seed)
@@ -703,7 +720,7 @@ def main() -> int:
     t0 = time.perf_counter()
     ct = load_ct(args.data)
     rgs = [] if args.removal_only else load_radiographs(args.data)  # CT holes are drawn first: the same either way
-    engines = load_engines(args.ct_removal_checkpoint)
+    engines = load_engines(args.ct_removal_checkpoint, args.ct_inpaint_checkpoint)
     examples = {"ct": [], "radiograph": [], "removal": []}
     removal, ranges = task_removal(engines, ct, rgs, n_fill_ct, n_fill_rg, rng, examples)
     t1 = time.perf_counter()
@@ -719,7 +736,7 @@ def main() -> int:
     insertion, cnn = task_insertion(engines, ct, rgs, n_ins_ct, n_ins_rg, rng, examples)
     t2 = time.perf_counter()
     cnn_res = {m: task_cnn(cnn, m, rng, epochs, args.seed) for m in (*INSERT_METHODS, "real-nodule@site")
-               if len(cnn[m]) >= 10}
+               if len(cnn.get(m, ())) >= 10}
     if len(cnn["real-nodule"]) >= 10:
         cnn_res["real-nodule (context-only control)"] = task_cnn(cnn, "real-nodule", rng, epochs, args.seed,
                                                                  context_only=True)

@@ -180,17 +180,120 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return best
 
 
-def train_ct_removal(args) -> int:
-    from lesion_studio.models.progress import CancelToken, StepEvent, TrainFinished, ValidationEvent
-    from lesion_studio.models.trainer import train
+#: The P3 §III-A shape DCGAN for real LIDC nodule outlines. 64² instead of 128²: nodule masks
+#: at 1 mm are 3-30 px across, so 128² would only upsample them further (the engine resizes
+#: shapes to the requested diameter anyway); 128 base channels (4x4x512 in P3) keep a step well
+#: under a second on one CPU thread. Rates: P3's 1e-4 / 1e-5 learn too slowly for a CPU budget;
+#: DCGAN's 2e-4 for both, batch 32.
+CT_SHAPE_MODEL = dict(base_channels=128, patch_px=64, lr_g=2e-4, lr_d=2e-4, batch_size=32)
+CT_SHAPE_RUN = dict(
+    seed=0, val_fraction=0.0, checkpoint_every=1000, val_every=1000, val_max_patches=256, sample_every=0,
+    log_every=50, keep_last=0, amp="off", num_threads=1, flip_augment=True,
+)
+#: CT nodule inpainting (P3 §III-C, texture family, objective "inpaint"): the same small
+#: generator as the removal model, on P0's 3x context crop around each nodule component
+#: (resized to 32²), L1 only (no VGG weights offline; the adversarial term is off so a short CPU
+#: run stays stable). Selected on validation masked L1 inside the nodule.
+CT_INPAINT_MODEL = dict(
+    objective="inpaint", preset="paper", base_channels=16, patch_px=32, dilations=[1, 2, 4], fill_value=1.0,
+    perceptual_weights="disabled", perceptual_weight=0.0, adversarial_weight=0.0,
+    disc_channels=8, disc_layers=3, lr_g=1e-3, batch_size=16, best_metric="masked_l1",
+    lr_milestones=None,
+)
 
+#: Components under 5 mm (equivalent diameter) are left out of the shape training masks.
+CT_SHAPE_MIN_COMPONENT_MM = 5.0
+
+
+def train_ct_removal(args) -> int:
+    use_ct_removal_holes()
     work = args.work / "ct-removal"
     summary = build_ct_removal_dataset(args.data, work / "dataset")
     print(json.dumps({"dataset": summary, "holes": CT_REMOVAL_HOLES}), flush=True)
-    use_ct_removal_holes()
-    config = default_config(args.family or "texture", dataset=str(work / "dataset"), out_dir=str(work / "run"),
-                            steps=args.steps, device=args.device, **CT_REMOVAL_RUN)
-    config.model = dataclasses.replace(config.model, **CT_REMOVAL_MODEL)
+    return run_training(args, work, args.family or "texture", CT_REMOVAL_MODEL, CT_REMOVAL_RUN)
+
+
+def build_ct_shape_dataset(data: Path, folder: Path, *, val_fraction: float = CT_VAL_FRACTION, seed: int = 0) -> dict:
+    """A dataset of single nodule outlines (one case per mask component of at least
+    CT_SHAPE_MIN_COMPONENT_MM, all five axial slices) of the LIBRARY series, smooth-upsampled
+    by `nodule_library.smooth_component`; the same series split as the removal dataset. Returns its summary."""
+    from scipy import ndimage
+
+    from lesion_studio.core.classical.nodule_library import heldout_series_uids, smooth_component
+
+    held = set(heldout_series_uids())
+    src = data / CT_AXIAL
+    with open(src.parent / "nodules.csv", newline="") as fh:
+        rows = {r["name"]: r for r in csv.DictReader(fh)}
+    npz = np.load(src)
+    names = [str(n) for n in npz["names"]]
+    series = np.array([rows[n]["seriesuid"] for n in names])
+    padded = np.array([int(rows[n]["padded"]) for n in names], bool)
+    keep = np.flatnonzero(~np.isin(series, sorted(held)) & ~padded)
+    lib_series = sorted(set(series[keep]))
+    assert not (set(lib_series) & held), "a held-out series reached the training set"
+    rng = np.random.default_rng(seed)
+    n_val = max(1, int(round(val_fraction * len(lib_series))))
+    val_series = set(rng.choice(lib_series, size=n_val, replace=False).tolist())  # as build_ct_removal_dataset
+    summary = {"source": str(CT_AXIAL), "nodules": int(len(keep)), "library_series": len(lib_series),
+               "val_series": len(val_series), "heldout_series_excluded": len(set(series) & held),
+               "min_component_mm": CT_SHAPE_MIN_COMPONENT_MM, "outline": "smooth_outline (bicubic, 96 px)",
+               "split_seed": seed}
+    index = folder / "dataset.json"
+    if index.is_file() and json.loads(index.read_text()).get("build_summary") == summary:
+        return summary
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    (folder / "masks").mkdir(parents=True, exist_ok=True)
+    images, masks = npz["images"], npz["masks"]
+    cases = []
+    for i in keep:
+        for s, off in enumerate(npz["slice_offsets"]):
+            labels, n = ndimage.label(masks[i, s] > 0, structure=np.ones((3, 3)))
+            for c in range(1, n + 1):
+                component = labels == c
+                if 2.0 * np.sqrt(component.sum() / np.pi) < CT_SHAPE_MIN_COMPONENT_MM:
+                    continue
+                mask, hu, k = smooth_component(component, images[i, s])
+                cid = f"n{i:04d}_z{int(off):+d}_c{c}"
+                np.save(folder / "images" / f"{cid}.npy", hu.astype(np.int16))
+                np.save(folder / "masks" / f"{cid}.npy", mask.astype(np.uint8))
+                cases.append({"id": cid, "image": f"images/{cid}.npy", "mask": f"masks/{cid}.npy",
+                              "patient_id": str(series[i]), "has_lesion": True, "spacing_mm": [1.0 / k, 1.0 / k],
+                              "split": "val" if series[i] in val_series else "train", "nodule": names[i]})
+    summary["cases"] = len(cases)
+    index.write_text(json.dumps({
+        "format": "lesion-studio-dataset", "version": 1,
+        "description": ("Single nodule outlines (smooth-upsampled axial mask components >= 5 mm) of the LIBRARY "
+                        "series of NODE21's LUNA16/LIDC-IDRI nodule patches; held-out series excluded. CC BY 4.0 "
+                        "(LUNA16) / CC BY 3.0 (LIDC-IDRI); see lesion_studio/resources/nodules/ATTRIBUTION.md."),
+        "modality": "CT", "build_summary": summary, "cases": cases,
+    }, indent=1))
+    return summary
+
+
+def train_ct_inpaint(args) -> int:
+    work = args.work / "ct-inpaint"
+    summary = build_ct_removal_dataset(args.data, work / "dataset")  # the same library slices and split
+    print(json.dumps({"dataset": summary}), flush=True)
+    return run_training(args, work, "texture", CT_INPAINT_MODEL, CT_REMOVAL_RUN)
+
+
+def train_ct_shape(args) -> int:
+    work = args.work / "ct-shape"
+    summary = build_ct_shape_dataset(args.data, work / "dataset")
+    print(json.dumps({"dataset": summary}), flush=True)
+    return run_training(args, work, "shape", CT_SHAPE_MODEL, CT_SHAPE_RUN)
+
+
+def run_training(args, work: Path, family: str, model_overrides: dict, run_overrides: dict) -> int:
+    """Train `family` on `work/dataset` into `work/run`, resuming from its latest checkpoint;
+    every step/validation record goes to `work/train_log.jsonl` (appended across sessions)."""
+    from lesion_studio.models.progress import CancelToken, StepEvent, TrainFinished, ValidationEvent
+    from lesion_studio.models.trainer import train
+
+    config = default_config(family, dataset=str(work / "dataset"), out_dir=str(work / "run"),
+                            steps=args.steps, device=args.device, **run_overrides)
+    config.model = dataclasses.replace(config.model, **model_overrides)
     from lesion_studio.models.config import validate
 
     validate(config)
@@ -339,6 +442,110 @@ def ship_ct_removal(args) -> int:
     return 0
 
 
+def cumulative_wall_s(log: list[dict], step: int) -> float | None:
+    """Training wall time (s) up to `step` over every session of a resumed run: each session's
+    log restarts its clock, so a drop in `wall_s` starts a new segment."""
+    offset, last = 0.0, 0.0
+    for rec in log:
+        wall = rec.get("wall_s")
+        if wall is None:
+            continue
+        if wall < last:
+            offset += last
+        last = wall
+        if rec.get("step") == step:
+            return round(offset + wall, 1)
+    return None
+
+
+CT_SHAPE_NAME = "ct_nodule_shape"
+CT_SHAPE_DESCRIPTION = (
+    "Lung nodule outlines (P3 shape DCGAN, 64²): trained on real LIDC-IDRI/LUNA16 axial nodule masks "
+    "(library series only, smooth-upsampled); samples are cleaned like every shape. Research use, not "
+    "for clinical use."
+)
+
+
+def ship_ct_shape(args) -> int:
+    """Copy the validation-selected shape checkpoint + card to `--out`, only when the shape
+    benchmark (`--realism`: benchmarks/shape_realism.py's JSON on the HELD-OUT series) shows it
+    closer to the real held-out outlines than the built-in lobulated blobs on both the mean W1
+    and the two-sample AUC."""
+    from safetensors.torch import load_file, save_file
+
+    work = args.work / "ct-shape"
+    bench = json.loads(Path(args.realism).read_text())
+    selection = json.loads((work / "selection" / "selection.json").read_text())
+    res = bench["results"]
+    gen_key = next(k for k in res if k.startswith("generator "))
+    mine, lob, bank = res[gen_key], res["lobulated (built-in)"], res["bank (real, library series)"]
+    source = Path(mine["checkpoint"])
+    if Path(selection["selected"]).resolve() != source.resolve():
+        print(json.dumps({"shipped": False, "reason": f"benchmarked {source}, selected {selection['selected']}"}))
+        return 1
+    beats = {"w1_sd_mean": mine["w1_sd_mean"] < lob["w1_sd_mean"], "auc": mine["auc"] < lob["auc"]}
+    if not all(beats.values()):
+        print(json.dumps({"shipped": False, "beats_lobulated": beats}), flush=True)
+        return 1
+    meta = json.loads(source.with_name(source.name + ".json").read_text())
+    dataset = json.loads((work / "dataset" / "dataset.json").read_text())["build_summary"]
+    log = [json.loads(line) for line in (work / "train_log.jsonl").read_text().splitlines() if line.strip()]
+    step_wall = cumulative_wall_s(log, int(meta["step"]))
+    card = {
+        "task": "lesion outlines for the shape picker's 'generator' source (P3 §III-A DCGAN), any modality; "
+                "the engine scales a sample to the requested diameter in mm",
+        "data": {
+            "source": "node21_ct_nodules/node21_ct_axial.npz (NODE21 generation baseline nodule patches, from LUNA16 / "
+                      "LIDC-IDRI): every axial mask component >= 5 mm of the five slices (-2..+2 mm) around each nodule",
+            "licence": "LIDC-IDRI: CC BY 3.0; LUNA16: CC BY 4.0; NODE21 generation baseline repository: Apache-2.0",
+            "attribution": "lesion_studio/resources/nodules/ATTRIBUTION.md", "citations": CITATIONS,
+            "series_used": dataset["library_series"], "series_validation": dataset["val_series"],
+            "series_held_out": dataset["heldout_series_excluded"], "outlines_used": dataset["cases"],
+            "preprocessing": "each component cropped, smooth-upsampled (nodule_library.smooth_component: Gaussian "
+                             "sigma 1 px, bicubic to 96 px, threshold 0.5), then P3 §IV-A: moment diameter scaled to "
+                             "50 px on a 128² canvas, resized to 64²",
+            "held_out": "every series in lesion_studio/resources/nodules/split.json is excluded (asserted)",
+        },
+        "training": {
+            "steps": int(meta["step"]), "hardware": "CPU, 2 shared cores (x86_64), 1 torch thread, fp32",
+            "wall_time_s": step_wall,
+            "losses": "LSGAN (P3 Eq. 1-2), Adam 2e-4/2e-4, betas (0.5, 0.999), batch 32, flips",
+            "selection": "the periodic checkpoint with the lowest mean W1 (in real-sd units) of solidity, "
+                         "eccentricity, circularity and extent against the VALIDATION series' outlines "
+                         "(benchmarks/shape_realism.py --select-on val); the held-out series are not used",
+            "selection_rows": [{k: r[k] for k in ("checkpoint", "w1_sd_mean", "auc")} for r in selection["rows"]],
+            "script": "scripts/train_default_models.py --task ct-shape --data ../shared/data --device cpu",
+        },
+        "shape_benchmark": {
+            "what": "benchmarks/shape_realism.py on the held-out series' real outlines (cleaned): W1 per statistic in "
+                    "real-sd units, and the AUC of a logistic regression telling the source from real on the four "
+                    "statistics (0.5 = indistinguishable)",
+            "commit": bench.get("commit"), "seed": bench.get("seed"),
+            "heldout_real": res["heldout-real"],
+            "generator": mine, "bank_real_library": bank, "lobulated_builtin": lob,
+        },
+        "known_failure_modes": [
+            "outlines only: how dense or textured the lesion is comes from the texture model or real-nodule",
+            f"the real bank (mask source 'bank') is closer to held-out real outlines (W1 {bank['w1_sd_mean']}, "
+            f"AUC {bank['auc']}) than this generator (W1 {mine['w1_sd_mean']}, AUC {mine['auc']}): it stays the "
+            "default mask source; the generator gives unseen outlines and replaces the geometric blobs",
+            "LIDC masks are drawn at 1 mm: spiculation finer than a voxel is not in the data",
+            "lung nodules only; kidney stones and other lesions have other outlines",
+        ],
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    weights = load_file(str(source.with_name(source.name + ".safetensors")))
+    out_weights = args.out / f"{CT_SHAPE_NAME}.safetensors"
+    save_file({k: v for k, v in weights.items() if k.startswith("generator.")}, str(out_weights))
+    meta["description"] = CT_SHAPE_DESCRIPTION
+    meta["card"] = card
+    meta["networks"] = ["generator"]
+    meta["training_state"] = None
+    (args.out / f"{CT_SHAPE_NAME}.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+    print(json.dumps({"shipped": True, "weights": str(out_weights), "bytes": out_weights.stat().st_size}), flush=True)
+    return 0
+
+
 # -- phantom demo models (the original purpose of this script) ------------------------------
 def train_demo(args) -> int:
     from safetensors.torch import load_file, save_file
@@ -376,7 +583,7 @@ def train_demo(args) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", choices=("demo", "ct-removal"), default=None,
+    parser.add_argument("--task", choices=("demo", "ct-removal", "ct-inpaint", "ct-shape"), default=None,
                         help="default: ct-removal when --data is given, else demo")
     parser.add_argument("--data", type=Path, default=None, help="the shared real-data folder (../shared/data)")
     parser.add_argument("--family", default=None, help="generator family (ct-removal: texture)")
@@ -398,6 +605,16 @@ def main() -> int:
         return train_demo(args)
     if args.data is None:
         parser.error("--task ct-removal needs --data (the shared real-data folder)")
+    if task == "ct-shape":
+        args.steps = args.steps or 8000
+        if args.ship:
+            if args.realism is None:
+                parser.error("--ship needs --realism shape_realism.json (benchmarks/shape_realism.py decides)")
+            return ship_ct_shape(args)
+        return train_ct_shape(args)
+    if task == "ct-inpaint":
+        args.steps = args.steps or 4000
+        return train_ct_inpaint(args)
     if args.family not in (None, "texture"):
         parser.error("ct-removal trains the texture family")
     args.steps = args.steps or 4000

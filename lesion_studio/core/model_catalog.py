@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lesion_studio.core.app_paths import data_dir
+from lesion_studio.core.model_card import card_lines
 
 CHECKPOINT_FORMAT = "lesion-studio-checkpoint"  # models/checkpoint.py writes this
 
@@ -77,6 +78,7 @@ class ModelInfo:
     classical: bool = False
     problem: str = ""  # non-empty: the sidecar is unusable (listed greyed out with this reason)
     selection: dict = field(default_factory=dict)  # how this checkpoint was chosen (models/selection.py)
+    card: dict = field(default_factory=dict)  # a shipped model's card (data, held-out series, benchmark)
 
     @property
     def name(self) -> str:
@@ -96,7 +98,7 @@ class ModelInfo:
             return f"{self.name} · unusable: {self.problem}"
         if self.classical:
             return f"{self.name} · classical, no weights ({'/'.join(self.modes)})"
-        origin = "default demo" if self.builtin else "user"
+        origin = ("default, real data" if self.card else "default demo") if self.builtin else "user"
         return f"{self.name} · {self.family} · step {self.step} ({origin})"
 
     def summary(self) -> str:
@@ -117,6 +119,7 @@ class ModelInfo:
             lines.append(chosen)
         if self.description:
             lines.append(self.description)
+        lines.extend(card_lines(self.card))
         return "\n".join(lines)
 
     def selection_line(self) -> str:
@@ -203,6 +206,7 @@ def read_model_info(json_path: Path, builtin: bool = False) -> ModelInfo | None:
         builtin=builtin,
         description=str(meta.get("description", "") or ""),
         selection=dict(meta["selection"]) if isinstance(meta.get("selection"), dict) else {},
+        card=dict(meta["card"]) if isinstance(meta.get("card"), dict) else {},
     )
 
 

@@ -435,3 +435,31 @@ def test_inserted_nodules_measure_the_requested_size_both_ways(nodule_backend: R
             area_eq = 2.0 * math.sqrt(plan.footprint.sum() / math.pi) * 0.7
             assert abs(area_eq - diameter) <= 0.10 * diameter, (index, diameter, area_eq)
             assert abs(moment_diameter(plan.footprint, (0.7, 0.7)) - diameter) <= max(0.7, 0.03 * diameter)
+
+
+def _circularity(mask: np.ndarray) -> float:
+    from skimage.measure import regionprops
+
+    p = regionprops(mask.astype(np.uint8))[0]
+    return 4 * math.pi * p.area / p.perimeter ** 2
+
+
+def test_smooth_component_upsamples_real_nodules_without_a_staircase() -> None:
+    from lesion_studio.core.classical.nodule_library import smooth_component
+
+    with np.load(DATA / "lidc_heldout_axial.npz") as npz:
+        images, masks = npz["images"], npz["masks"] > 0
+    for hu, mask in zip(images, masks):
+        labels, _ = ndimage.label(mask, structure=np.ones((3, 3)))
+        component = labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
+        big, big_hu, k = smooth_component(component, hu)
+        assert k > 2 and big.shape == big_hu.shape and big.sum() > 4 * component.sum()
+        # the same magnification by nearest neighbour keeps the 1 mm staircase
+        rows, cols = np.flatnonzero(component.any(1)), np.flatnonzero(component.any(0))
+        crop = np.pad(component[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1], 4)
+        blocky = cv2.resize(crop.astype(np.uint8), None, fx=k, fy=k, interpolation=cv2.INTER_NEAREST) > 0
+        assert _circularity(big) > _circularity(blocky) + 0.05
+        # HU follow the mask: the nodule is denser than its surroundings in the resized crop
+        assert big_hu[big].mean() > big_hu[~big].mean() + 100  # one is a faint part-solid nodule
+    with pytest.raises(MaskError, match="empty"):
+        smooth_component(np.zeros((8, 8), bool))

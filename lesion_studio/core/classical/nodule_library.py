@@ -91,6 +91,28 @@ def smooth_outline(mask: np.ndarray, target_px: int = SMOOTH_OUTLINE_PX) -> tupl
     return clean_mask(big), k
 
 
+def smooth_component(component: np.ndarray, hu: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """`(mask, hu, k)`: one lesion component cropped to its box (+2 px), upsampled k× with a
+    smooth outline (`smooth_outline`), and `hu` (same frame as `component`) resized to match.
+
+    A 1 mm mask is 5-30 px wide; scaled to a shape generator's 100 px training diameter by
+    nearest neighbour it becomes a staircase, which the generator then learns to draw.
+    """
+    import cv2
+
+    component = np.asarray(component, dtype=bool)
+    if not component.any():
+        raise MaskError("the mask component is empty")
+    rows, cols = np.flatnonzero(component.any(axis=1)), np.flatnonzero(component.any(axis=0))
+    box = (slice(max(rows[0] - 2, 0), rows[-1] + 3), slice(max(cols[0] - 2, 0), cols[-1] + 3))
+    mask, k = smooth_outline(component[box])
+    if hu is None:
+        return mask, None, k
+    crop = np.pad(np.asarray(hu, dtype=np.float32)[box], 2, mode="edge")  # smooth_outline pads by 2
+    big = cv2.resize(crop, (mask.shape[1], mask.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return mask, big, k
+
+
 class NoduleLibrary:
     """Real CT nodules with their masks, sources and diameters; read-only."""
 
