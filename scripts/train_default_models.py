@@ -56,8 +56,9 @@ DESCRIPTION = (
 MODELS = {
     "demo_texture_inpaint": ("texture", dict(preset="paper", base_channels=16, disc_channels=16, patch_px=64, perceptual_weights="disabled", lr_g=1e-3, batch_size=8)),
     "demo_outpaint": ("outpaint", dict(preset="paper", base_channels=16, disc_channels=16, patch_px=64, perceptual_weights="disabled", lr_g=1e-3, batch_size=8)),
-    "demo_shape": ("shape", dict(base_channels=32, patch_px=64, lr_g=1e-3, lr_d=5e-4, batch_size=16)),
 }
+#: The phantom demo shape model is gone: `ct_nodule_shape` (--task ct-shape, real LIDC outlines)
+#: replaced it.
 
 # -- real data: CT lung removal -------------------------------------------------------------
 CT_AXIAL = Path("node21_ct_nodules") / "node21_ct_axial.npz"
@@ -355,12 +356,30 @@ CITATIONS = [
 ]
 
 
+def write_shipped(source: Path, out: Path, name: str, meta: dict, description: str, card: dict | None = None) -> Path:
+    """Ship checkpoint `source` as `out/name`: generator weights only (inference never loads a
+    discriminator), the sidecar with `description`, `card` and the new weights' size and SHA-256
+    (so a replaced or truncated file is refused as for any checkpoint)."""
+    from safetensors.torch import load_file, save_file
+
+    from lesion_studio.core.hashing import sha256_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    weights = load_file(str(source.with_name(source.name + ".safetensors")))
+    out_weights = out / f"{name}.safetensors"
+    save_file({k: v for k, v in weights.items() if k.startswith("generator.")}, str(out_weights))
+    meta = dict(meta, description=description, networks=["generator"], training_state=None)
+    meta["files"] = {"weights": {"bytes": out_weights.stat().st_size, "sha256": sha256_file(out_weights)}}
+    if card is not None:
+        meta["card"] = card
+    (out / f"{name}.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+    return out_weights
+
+
 def ship_ct_removal(args) -> int:
     """Copy the validation-selected checkpoint (generator only) + a model card to `--out`, only
     when the realism benchmark (`--realism`, removal task) shows it above TELEA and NS on both
     masked PSNR and SSIM."""
-    from safetensors.torch import load_file, save_file
-
     work = args.work / "ct-removal"
     run_dir = work / "run"
     source = run_dir / "best"
@@ -429,15 +448,7 @@ def ship_ct_removal(args) -> int:
             "thin set: 308 training series from one public database (LIDC-IDRI)",
         ],
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    weights = load_file(str(source.with_name(source.name + ".safetensors")))
-    out_weights = args.out / f"{CT_REMOVAL_NAME}.safetensors"
-    save_file({k: v for k, v in weights.items() if k.startswith("generator.")}, str(out_weights))
-    meta["description"] = CT_REMOVAL_DESCRIPTION
-    meta["card"] = card
-    meta["networks"] = ["generator"]
-    meta["training_state"] = None  # weights only
-    (args.out / f"{CT_REMOVAL_NAME}.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+    out_weights = write_shipped(source, args.out, CT_REMOVAL_NAME, meta, CT_REMOVAL_DESCRIPTION, card)
     print(json.dumps({"shipped": True, "weights": str(out_weights), "bytes": out_weights.stat().st_size}), flush=True)
     return 0
 
@@ -471,8 +482,6 @@ def ship_ct_shape(args) -> int:
     benchmark (`--realism`: benchmarks/shape_realism.py's JSON on the HELD-OUT series) shows it
     closer to the real held-out outlines than the built-in lobulated blobs on both the mean W1
     and the two-sample AUC."""
-    from safetensors.torch import load_file, save_file
-
     work = args.work / "ct-shape"
     bench = json.loads(Path(args.realism).read_text())
     selection = json.loads((work / "selection" / "selection.json").read_text())
@@ -533,23 +542,13 @@ def ship_ct_shape(args) -> int:
             "lung nodules only; kidney stones and other lesions have other outlines",
         ],
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    weights = load_file(str(source.with_name(source.name + ".safetensors")))
-    out_weights = args.out / f"{CT_SHAPE_NAME}.safetensors"
-    save_file({k: v for k, v in weights.items() if k.startswith("generator.")}, str(out_weights))
-    meta["description"] = CT_SHAPE_DESCRIPTION
-    meta["card"] = card
-    meta["networks"] = ["generator"]
-    meta["training_state"] = None
-    (args.out / f"{CT_SHAPE_NAME}.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+    out_weights = write_shipped(source, args.out, CT_SHAPE_NAME, meta, CT_SHAPE_DESCRIPTION, card)
     print(json.dumps({"shipped": True, "weights": str(out_weights), "bytes": out_weights.stat().st_size}), flush=True)
     return 0
 
 
 # -- phantom demo models (the original purpose of this script) ------------------------------
 def train_demo(args) -> int:
-    from safetensors.torch import load_file, save_file
-
     from lesion_studio.core.phantom import generate_phantom_dataset
     from lesion_studio.models.trainer import train
 
@@ -568,15 +567,9 @@ def train_demo(args) -> int:
             config.model = dataclasses.replace(config.model, **overrides)
             result = train(config)
             source = Path(result.best_checkpoint or result.checkpoint)
-            # Ship the generator only: inference never loads the discriminator.
-            weights = load_file(str(source.with_name(source.name + ".safetensors")))
-            save_file({k: v for k, v in weights.items() if k.startswith("generator.")}, str(args.out / f"{name}.safetensors"))
             meta = json.loads(source.with_name(source.name + ".json").read_text())
-            meta["description"] = DESCRIPTION
-            meta["networks"] = ["generator"]
-            meta["training_state"] = None  # weights only: a demo model is not resumed
+            write_shipped(source, args.out, name, meta, DESCRIPTION)
             meta_path = args.out / f"{name}.json"
-            meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True))
             print(f"{name}: {family}, {args.steps} steps in {time.time() - started:.0f} s -> {meta_path}", flush=True)
     return 0
 

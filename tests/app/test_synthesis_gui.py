@@ -287,7 +287,7 @@ window = MainWindow(offer_recovery=False)
 window.show()
 assert "torch" not in sys.modules, "the main window must not import torch"
 names = [m.name for m in window.synthesis.catalog]
-assert {"real-nodule", "telea", "demo_texture_inpaint", "demo_outpaint", "demo_shape"} <= set(names), names
+assert {"real-nodule", "telea", "demo_texture_inpaint", "demo_outpaint", "ct_nodule_shape"} <= set(names), names
 assert window.synthesis.model is not None and window.synthesis.model.name == "real-nodule", window.synthesis.model
 window.state.set_image(load_image(sample_file("693_UNCR.dcm")))
 window.show_viewer()

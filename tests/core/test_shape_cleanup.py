@@ -23,7 +23,7 @@ from lesion_studio.core.mask_bank import MaskBank
 from lesion_studio.core.shape_choice import footprint
 from tests.core._lesion_strategies import ellipse_mask, lesion_shapes
 
-DEMO_SHAPE = Path(__file__).resolve().parents[2] / "lesion_studio" / "resources" / "models" / "demo_shape"
+SHIPPED_SHAPE = Path(__file__).resolve().parents[2] / "lesion_studio" / "resources" / "models" / "ct_nodule_shape"
 
 
 def _disc(n: int, radius: float) -> np.ndarray:
@@ -186,14 +186,13 @@ def test_drawn_shape_footprint_is_clean():
     assert moment_diameter(fp) == pytest.approx(25.0, abs=1.0)
 
 
-def test_demo_shape_generator_samples_are_clean_after_cleanup():
-    """Raw demo-generator masks (before the sampler's own cleanup) come out clean."""
+def test_shipped_shape_generator_samples_are_clean_after_cleanup():
+    """Raw masks of the shipped (real-data) shape generator, before the sampler's own cleanup,
+    come out clean."""
     torch = pytest.importorskip("torch")
     from lesion_studio.models.inference import load_shape_sampler
 
-    if not DEMO_SHAPE.with_name("demo_shape.safetensors").exists():
-        pytest.skip("the demo shape generator is not shipped in this checkout")
-    sampler = load_shape_sampler(DEMO_SHAPE)
+    sampler = load_shape_sampler(SHIPPED_SHAPE)
     with torch.no_grad():  # the generator's thresholded output, as `ShapeSampler.sample` makes it
         z = torch.randn(50, sampler.z_dim, generator=torch.Generator().manual_seed(0))
         raw = (sampler.generator(z.to(sampler.device))[:, 0] > 0).cpu().numpy()

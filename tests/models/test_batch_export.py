@@ -353,7 +353,7 @@ def test_a_shape_checkpoint_as_inpaint_model_names_the_key(setup, tmp_path: Path
     from lesion_studio.core.model_catalog import builtin_models_dir
 
     config = write_config(tmp_path / "c.toml", setup, tmp_path / "out", formats=["png"], per_image=1)
-    shape = builtin_models_dir() / "demo_shape"
+    shape = builtin_models_dir() / "ct_nodule_shape"
     config.write_text(config.read_text().replace(str(setup["checkpoint"]), str(shape)))
     assert main(["batch", str(config), "--quiet"]) == 2
     err = capsys.readouterr().err
