@@ -34,6 +34,24 @@ def folds_of(doc: dict, condition: str) -> list[dict]:
     return sorted((f for f in doc["folds"] if f["condition"] == condition), key=lambda f: f["fold"])
 
 
+def legend_columns(n_conditions: int) -> int:
+    """Legend columns below a plot: up to four conditions side by side."""
+    return max(1, min(n_conditions, 4))
+
+
+def legend_below(plot: pg.PlotWidget, n_conditions: int) -> pg.LegendItem:
+    """An empty legend under the plot's x axis (inside the plot, eight conditions covered the
+    curves and bars), reused across redraws."""
+    legend = getattr(plot, "_legend_below", None)
+    if legend is None:
+        legend = pg.LegendItem(labelTextSize="8pt")
+        plot.plotItem.layout.addItem(legend, 5, 1)
+        plot._legend_below = legend
+    legend.clear()
+    legend.setColumnCount(legend_columns(n_conditions))
+    return legend
+
+
 def draw_froc(plot: pg.PlotWidget, doc: dict) -> dict[str, np.ndarray]:
     """Mean FROC per condition on a log2 FP axis with a min–max band over folds; returns the means."""
     plot.clear()
@@ -43,8 +61,8 @@ def draw_froc(plot: pg.PlotWidget, doc: dict) -> dict[str, np.ndarray]:
     plot.setYRange(0, 1.02)
     plot.getAxis("bottom").setTicks([[(float(np.log10(r)), f"{r:g}") for r in FROC_TICKS]])
     plot.showGrid(x=True, y=True, alpha=0.25)
-    legend = plot.plotItem.legend or plot.addLegend(offset=(-10, 10))
-    legend.clear()
+    legend = legend_below(plot, len(doc["conditions"]))
+    n_folds = len({f["fold"] for f in doc["folds"]})  # the title says how many; a short label only says fewer
     means = {}
     for i, name in enumerate(doc["conditions"]):
         curves = np.array([resample_froc(f["froc"]) for f in folds_of(doc, name) if "froc" in f])
@@ -60,7 +78,8 @@ def draw_froc(plot: pg.PlotWidget, doc: dict) -> dict[str, np.ndarray]:
         plot.addItem(lo)
         plot.addItem(hi)
         plot.addItem(pg.FillBetweenItem(lo, hi, brush=pg.mkBrush(band)))
-        plot.plot(FROC_GRID, mean, pen=pg.mkPen(c, width=2), name=f"{name} ({len(curves)} folds)")
+        label = name if len(curves) == n_folds else f"{name} ({len(curves)} of {n_folds} folds)"
+        legend.addItem(plot.plot(FROC_GRID, mean, pen=pg.mkPen(c, width=2)), label)
     return means
 
 
@@ -84,8 +103,7 @@ def draw_size_groups(plot: pg.PlotWidget, doc: dict) -> None:
     table = size_group_table(doc)
     k = max(len(doc["conditions"]), 1)
     width = 0.8 / k
-    legend = plot.plotItem.legend or plot.addLegend(offset=(60, 10))  # top left: clear of the large bars
-    legend.clear()
+    legend = legend_below(plot, k)
     for i, name in enumerate(doc["conditions"]):
         xs = np.arange(len(SIZE_GROUPS)) - 0.4 + width * (i + 0.5)
         means = np.array([table[name][g][0] for g in SIZE_GROUPS])
@@ -100,7 +118,7 @@ def draw_size_groups(plot: pg.PlotWidget, doc: dict) -> None:
     axis = plot.getAxis("bottom")
     axis.setTicks([[(j, f"{g} (n={c})") for j, (g, c) in enumerate(zip(SIZE_GROUPS, counts))]])
     plot.setLabel("left", "region-wise recall")
-    plot.setYRange(0, 1.45)  # headroom: the legend sits above the bars
+    plot.setYRange(0, 1.1)
     plot.setXRange(-0.6, len(SIZE_GROUPS) - 0.4)
 
 
