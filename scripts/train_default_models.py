@@ -10,20 +10,34 @@ Tasks (`--task`):
   so the removal holes are drawn in lesion-free tissue away from the nodules; patient = series
   UID; 15 % of the library series form the validation split that picks the checkpoint
   (lowest validation masked L1). The benchmark's held-out series are never seen.
+- `ct-inpaint` (real data): CT nodule inpainting (texture family, objective "inpaint"), the
+  same slices and split; holes are the nodules themselves. Measured, not shipped (it loses to
+  `real-nodule` on the realism benchmark's real-vs-synthetic CNN), so it has no `--ship`.
+- `ct-shape` (real data): the P3 shape DCGAN on single nodule outlines (components >= 5 mm of
+  the same library series, smooth-upsampled), the same validation split; checkpoints chosen by
+  `benchmarks/shape_realism.py --select-on val`, shipped as `ct_nodule_shape` when closer to the
+  held-out outlines than the built-in lobulated blobs.
 - `demo` (no data needed): the small phantom-trained demo models of
   `lesion_studio/resources/models/demo_*` (synthetic anatomy, not patients), as before.
 
 Resumable: a run writes checkpoints to `--work/<task>/run`; stopping it (Ctrl-C, `--minutes`
 budget) leaves a checkpoint there and rerunning the same command continues from it.
-`--ship` copies the validation-selected checkpoint (generator only) with its model card to
-`--out`, and only when the realism benchmark's results (`--realism`) show it above TELEA and
-Navier-Stokes on held-out masked PSNR and SSIM (see docs/models.md).
+`--ship` copies the selected checkpoint (generator only) with its model card to `--out`, and
+only when the task's benchmark on the held-out series (`--realism`) shows it beating its
+baseline: TELEA and Navier-Stokes on masked PSNR and SSIM (ct-removal), the lobulated blobs on
+shape W1 and AUC (ct-shape). See docs/models.md.
 
     python scripts/train_default_models.py --task ct-removal --data ../shared/data --device cpu \
         [--steps 4000] [--minutes 22] [--work runs/default_models]
     python benchmarks/realism.py --removal-only --ct-removal-checkpoint runs/default_models/ct-removal/run/best --out realism_ct
     python scripts/train_default_models.py --task ct-removal --data ../shared/data --ship \
         --realism realism_ct/realism_results.json [--out lesion_studio/resources/models]
+    python scripts/train_default_models.py --task ct-shape --data ../shared/data --steps 16000
+    python benchmarks/shape_realism.py --select-on val --run runs/default_models/ct-shape/run \
+        --out runs/default_models/ct-shape/selection
+    python benchmarks/shape_realism.py --checkpoint dcgan=<selected> --out runs/default_models/ct-shape/heldout
+    python scripts/train_default_models.py --task ct-shape --data ../shared/data --ship \
+        --realism runs/default_models/ct-shape/heldout/shape_realism.json
     python scripts/train_default_models.py --task demo [--steps 1500] [--out lesion_studio/resources/models]
 """
 
@@ -102,11 +116,10 @@ def use_ct_removal_holes() -> None:
     data.remove_patches = patched
 
 
-def build_ct_removal_dataset(data: Path, folder: Path, *, val_fraction: float = CT_VAL_FRACTION, seed: int = 0) -> dict:
-    """A lesion-studio dataset folder of the LIBRARY series' axial slices; returns its summary.
-
-    Idempotent: an existing folder with the same summary is reused.
-    """
+def library_split(data: Path, val_fraction: float, seed: int) -> dict:
+    """node21_ct_axial.npz's LIBRARY series (never the held-out ones, asserted), padded patches
+    left out, and a seeded validation split by series: `{npz, names, series, keep, lib_series,
+    val_series, held}` (shared by every real-data task, so they split alike)."""
     from lesion_studio.core.classical.nodule_library import heldout_series_uids
 
     held = set(heldout_series_uids())
@@ -121,10 +134,22 @@ def build_ct_removal_dataset(data: Path, folder: Path, *, val_fraction: float = 
     keep = np.flatnonzero(library & ~padded)  # padded patches hold −1024 HU borders, not anatomy
     lib_series = sorted(set(series[keep]))
     assert not (set(lib_series) & held), "a held-out series reached the training set"
-    assert not (set(series[keep]) & held)
     rng = np.random.default_rng(seed)
     n_val = max(1, int(round(val_fraction * len(lib_series))))
     val_series = set(rng.choice(lib_series, size=n_val, replace=False).tolist())
+    return {"npz": npz, "names": names, "series": series, "keep": keep, "lib_series": lib_series,
+            "val_series": val_series, "held": held, "library": library, "padded": padded}
+
+
+def build_ct_removal_dataset(data: Path, folder: Path, *, val_fraction: float = CT_VAL_FRACTION, seed: int = 0) -> dict:
+    """A lesion-studio dataset folder of the LIBRARY series' axial slices; returns its summary.
+
+    Idempotent: an existing folder with the same summary is reused.
+    """
+    split = library_split(data, val_fraction, seed)
+    npz, names, series, keep = split["npz"], split["names"], split["series"], split["keep"]
+    lib_series, val_series, held = split["lib_series"], split["val_series"], split["held"]
+    library, padded = split["library"], split["padded"]
     spacing = npz["spacing_mm"]
     assert np.allclose(spacing[keep], 1.0), "expected 1 mm pixels"
     summary = {
@@ -220,29 +245,19 @@ def build_ct_shape_dataset(data: Path, folder: Path, *, val_fraction: float = CT
     by `nodule_library.smooth_component`; the same series split as the removal dataset. Returns its summary."""
     from scipy import ndimage
 
-    from lesion_studio.core.classical.nodule_library import heldout_series_uids, smooth_component
+    from lesion_studio.core.classical.nodule_library import smooth_component
 
-    held = set(heldout_series_uids())
-    src = data / CT_AXIAL
-    with open(src.parent / "nodules.csv", newline="") as fh:
-        rows = {r["name"]: r for r in csv.DictReader(fh)}
-    npz = np.load(src)
-    names = [str(n) for n in npz["names"]]
-    series = np.array([rows[n]["seriesuid"] for n in names])
-    padded = np.array([int(rows[n]["padded"]) for n in names], bool)
-    keep = np.flatnonzero(~np.isin(series, sorted(held)) & ~padded)
-    lib_series = sorted(set(series[keep]))
-    assert not (set(lib_series) & held), "a held-out series reached the training set"
-    rng = np.random.default_rng(seed)
-    n_val = max(1, int(round(val_fraction * len(lib_series))))
-    val_series = set(rng.choice(lib_series, size=n_val, replace=False).tolist())  # as build_ct_removal_dataset
+    split = library_split(data, val_fraction, seed)  # the same series split as the removal dataset
+    npz, names, series, keep = split["npz"], split["names"], split["series"], split["keep"]
+    lib_series, val_series, held = split["lib_series"], split["val_series"], split["held"]
     summary = {"source": str(CT_AXIAL), "nodules": int(len(keep)), "library_series": len(lib_series),
                "val_series": len(val_series), "heldout_series_excluded": len(set(series) & held),
                "min_component_mm": CT_SHAPE_MIN_COMPONENT_MM, "outline": "smooth_outline (bicubic, 96 px)",
                "split_seed": seed}
     index = folder / "dataset.json"
-    if index.is_file() and json.loads(index.read_text()).get("build_summary") == summary:
-        return summary
+    stored = json.loads(index.read_text()).get("build_summary") if index.is_file() else None
+    if isinstance(stored, dict) and {k: v for k, v in stored.items() if k != "cases"} == summary:
+        return stored  # built with these settings (the case count is only known after a build)
     (folder / "images").mkdir(parents=True, exist_ok=True)
     (folder / "masks").mkdir(parents=True, exist_ok=True)
     images, masks = npz["images"], npz["masks"]
@@ -574,6 +589,15 @@ def train_demo(args) -> int:
     return 0
 
 
+#: task -> (train, ship or None, default steps). `--ship` reads the task's benchmark JSON
+#: (`--realism`): realism.py's for ct-removal, shape_realism.py's for ct-shape.
+REAL_DATA_TASKS = {
+    "ct-removal": (train_ct_removal, ship_ct_removal, 4000),
+    "ct-inpaint": (train_ct_inpaint, None, 4000),
+    "ct-shape": (train_ct_shape, ship_ct_shape, 8000),
+}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=("demo", "ct-removal", "ct-inpaint", "ct-shape"), default=None,
@@ -588,35 +612,28 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "lesion_studio" / "resources" / "models")
     parser.add_argument("--only", nargs="*", default=None, help="demo: model names")
     parser.add_argument("--ship", action="store_true",
-                        help="ct-removal: copy the selected checkpoint + card to --out (needs --realism)")
+                        help="copy the selected checkpoint + card to --out (needs --realism)")
     parser.add_argument("--realism", type=Path, default=None,
-                        help="realism_results.json of benchmarks/realism.py with learned-ct-removal (for --ship)")
+                        help="the task's benchmark JSON for --ship: realism_results.json (ct-removal) or "
+                             "shape_realism.json (ct-shape)")
     args = parser.parse_args()
     task = args.task or ("ct-removal" if args.data else "demo")
     if task == "demo":
         args.steps = args.steps or 1500
         return train_demo(args)
     if args.data is None:
-        parser.error("--task ct-removal needs --data (the shared real-data folder)")
-    if task == "ct-shape":
-        args.steps = args.steps or 8000
-        if args.ship:
-            if args.realism is None:
-                parser.error("--ship needs --realism shape_realism.json (benchmarks/shape_realism.py decides)")
-            return ship_ct_shape(args)
-        return train_ct_shape(args)
-    if task == "ct-inpaint":
-        args.steps = args.steps or 4000
-        return train_ct_inpaint(args)
-    if args.family not in (None, "texture"):
+        parser.error(f"--task {task} needs --data (the shared real-data folder)")
+    if task == "ct-removal" and args.family not in (None, "texture"):
         parser.error("ct-removal trains the texture family")
-    args.steps = args.steps or 4000
-    if args.ship:
-        if args.realism is None:
-            parser.error("--ship needs --realism realism_results.json (the benchmark decides what ships)")
-        return ship_ct_removal(args)
-    return train_ct_removal(args)
-
+    train_task, ship_task, default_steps = REAL_DATA_TASKS[task]
+    args.steps = args.steps or default_steps
+    if not args.ship:
+        return train_task(args)
+    if ship_task is None:
+        parser.error(f"--task {task} has no --ship: it does not beat its classical baseline (docs/models.md)")
+    if args.realism is None:
+        parser.error("--ship needs --realism: the benchmark's JSON decides what ships (see the module docstring)")
+    return ship_task(args)
 
 if __name__ == "__main__":
     sys.exit(main())
