@@ -463,3 +463,27 @@ def test_smooth_component_upsamples_real_nodules_without_a_staircase() -> None:
         assert big_hu[big].mean() > big_hu[~big].mean() + 100  # one is a faint part-solid nodule
     with pytest.raises(MaskError, match="empty"):
         smooth_component(np.zeros((8, 8), bool))
+
+
+def test_thick_slice_nodules_get_round_caps_and_native_ones_stay() -> None:
+    from lesion_studio.core.classical.nodule_library import round_slab_caps, slab_runs
+
+    yy, xx = np.mgrid[:21, :21]
+    disc = (yy - 10) ** 2 + (xx - 10) ** 2 <= 7 ** 2
+    slabs = np.zeros((12, 21, 21), bool)
+    slabs[1:10] = disc  # three 3 mm slabs of the same contour: a cylinder, flat top and bottom
+    slabs[4:7] = (yy - 10) ** 2 + (xx - 10) ** 2 <= 8 ** 2
+    assert slab_runs(slabs) == [(1, 3), (4, 6), (7, 9)]
+    hu = np.where(slabs, 40, -800).astype(np.int16)
+    hu2, rounded = round_slab_caps(hu, slabs)
+    assert hu2.shape == rounded.shape and rounded.shape[0] > slabs.shape[0]
+    widths = rounded.any(axis=1).sum(axis=1)
+    widths = widths[widths > 0]
+    assert widths[0] < 0.8 * widths.max() and widths[-1] < 0.8 * widths.max()  # a dome, not a plate
+    assert np.all(np.diff(widths[: len(widths) // 2]) >= 0)  # widening towards the middle
+    assert 0.8 < rounded.sum() / slabs.sum() < 1.3  # about the same volume
+    native = np.zeros((9, 21, 21), bool)
+    for z, r in enumerate((2, 4, 5, 6, 7, 6, 5, 4, 2)):
+        native[z] = (yy - 10) ** 2 + (xx - 10) ** 2 <= r * r
+    same_hu, same = round_slab_caps(hu[:9], native)
+    assert same is native and same_hu is not None

@@ -113,6 +113,68 @@ def smooth_component(component: np.ndarray, hu: np.ndarray | None = None) -> tup
     return mask, big, k
 
 
+def slab_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """`[(first, last), ...]` z ranges of identical consecutive non-empty slices of a 3D mask.
+
+    Thick CT (LIDC has 1.25-2.5 mm slices) resampled to 1 mm by repetition gives slabs of 2-3
+    identical slices; a native 1 mm mask gives runs of one.
+    """
+    filled = np.flatnonzero(mask.any(axis=(1, 2)))
+    if filled.size == 0:
+        return []
+    runs, start = [], int(filled[0])
+    for z in range(int(filled[0]) + 1, int(filled[-1]) + 1):
+        if not np.array_equal(mask[z], mask[z - 1]):
+            runs.append((start, z - 1))
+            start = z
+    runs.append((start, int(filled[-1])))
+    return runs
+
+
+def _signed_distance(slice_mask: np.ndarray) -> np.ndarray:
+    inside = ndimage.distance_transform_edt(slice_mask)
+    outside = ndimage.distance_transform_edt(~slice_mask)
+    return (inside - outside).astype(np.float32)
+
+
+def round_slab_caps(volume_hu: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`(hu, mask)` with a thick-slice nodule's slab staircase replaced by shape-based
+    interpolation between slab centres, and each end closed by the cap of a sphere.
+
+    Readers outline a nodule only on the slices where it is clearly visible, so the last
+    contoured slice of a 2.5 mm series cuts the nodule where it is still wide. Projected for a
+    radiograph, the stack of slabs gives a flat top and bottom (a rounded rectangle). Beyond
+    each end slab's centre the outline now follows a sphere of the nodule's largest
+    cross-section radius R through the end slice's radius r (it ends R - sqrt(R² - r²) from
+    the centre side of that slice). The volume is padded in z with edge HU so the cap fits. A
+    native 1 mm mask (no repeated slices) comes back unchanged.
+    """
+    runs = slab_runs(mask)
+    if max((last - first + 1 for first, last in runs), default=1) < 2:
+        return volume_hu, mask
+    areas = [float(mask[first].sum()) for first, _ in runs]
+    big_r = float(np.sqrt(max(areas) / np.pi))
+    pad = int(np.ceil(big_r)) + 1
+    hu = np.pad(volume_hu, ((pad, pad), (0, 0), (0, 0)), mode="edge")
+    centres = np.array([(first + last) / 2.0 + pad for first, last in runs])
+    fields = [_signed_distance(mask[first]) for first, _ in runs]
+    out = np.zeros((mask.shape[0] + 2 * pad,) + mask.shape[1:], dtype=bool)
+    for z in range(out.shape[0]):
+        if len(centres) > 1 and centres[0] <= z <= centres[-1]:
+            k = min(int(np.searchsorted(centres, z, side="right")) - 1, len(centres) - 2)
+            t = (z - centres[k]) / max(centres[k + 1] - centres[k], 1e-6)
+            out[z] = (1.0 - t) * fields[k] + t * fields[k + 1] > 0
+            continue
+        end = 0 if z < centres[0] else -1
+        r_end = float(np.sqrt(areas[end] / np.pi))
+        beyond = abs(z - centres[end]) + float(np.sqrt(max(big_r * big_r - r_end * r_end, 0.0)))
+        if beyond >= big_r:
+            continue
+        radius = float(np.sqrt(big_r * big_r - beyond * beyond))
+        out[z] = fields[end] > r_end - radius  # the end contour shrunk to the sphere's radius here
+    return hu, out
+
+
 class NoduleLibrary:
     """Real CT nodules with their masks, sources and diameters; read-only."""
 
@@ -191,8 +253,9 @@ class NoduleLibrary:
 
     def projected(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """`(template, mask)`: the SPEC §4.3 DRR template along the AP axis (rows = z, head
-        up; columns = x) and the projected mask (any voxel along AP), cleaned."""
-        hu, mask = self.volume(index)
+        up; columns = x) and the projected mask (any voxel along AP), cleaned; thick-slice
+        nodules get round caps first (`round_slab_caps`)."""
+        hu, mask = round_slab_caps(*self.volume(index))
         template = drr_template(hu, mask, axis=1)[::-1]
         # The outline is where the nodule is thick enough to show: "any voxel along AP" keeps
         # one-voxel fringes whose blocky outline then cuts the opacity with straight edges.
@@ -202,7 +265,7 @@ class NoduleLibrary:
 
     def projected_thickness(self, index: int) -> np.ndarray:
         """Mask voxels crossed along the AP axis (mm), in the same frame as `projected`."""
-        _, mask = self.volume(index)
+        _, mask = round_slab_caps(*self.volume(index))
         return np.ascontiguousarray(mask.sum(axis=1)[::-1].astype(np.float32))
 
     def view(self, index: int, view: str) -> tuple[np.ndarray, np.ndarray]:
