@@ -17,6 +17,10 @@ Tasks (`--task`):
   the same library series, smooth-upsampled), the same validation split; checkpoints chosen by
   `benchmarks/shape_realism.py --select-on val`, shipped as `ct_nodule_shape` when closer to the
   held-out outlines than the built-in lobulated blobs.
+- `ct-stylegan2` (real data, issue 15): P4's B-SG / M-SG / C-SG (`--family stylegan2-joint |
+  stylegan2-mask | stylegan2-cond`) on every slice of the same library series, padded from 50²
+  to 64² with air, CPU-64 preset; resumable (`--minutes` bounds a session). No `--ship`: the
+  generated cases serve the sweep experiments, not the preview.
 - `demo` (no data needed): the small phantom-trained demo models of
   `lesion_studio/resources/models/demo_*` (synthetic anatomy, not patients), as before.
 
@@ -292,6 +296,75 @@ def train_ct_inpaint(args) -> int:
     summary = build_ct_removal_dataset(args.data, work / "dataset")  # the same library slices and split
     print(json.dumps({"dataset": summary}), flush=True)
     return run_training(args, work, "texture", CT_INPAINT_MODEL, CT_REMOVAL_RUN)
+
+
+#: P4 on the bundled CT nodules (issue 15): the 50 mm axial slices padded to 64² with air
+#: (−1024 HU, the value NODE21's own padded patches use), whole images (P4 §4.1), the CPU-64 preset.
+SG_PAD_HU = -1024
+SG_IMAGE_PX = 64
+SG_RUN = dict(seed=0, val_fraction=0.0, checkpoint_every=500, val_every=500, val_max_patches=64, sample_every=500,
+              log_every=50, keep_last=0, amp="off", num_threads=1, flip_augment=True,
+              value_range=[-1100.0, 400.0])
+
+
+def build_ct_sg_dataset(data: Path, folder: Path, *, val_fraction: float = CT_VAL_FRACTION, seed: int = 0) -> dict:
+    """Every axial slice (five per nodule) of the LIBRARY series padded from 50² to 64² with
+    air, its nodule mask padded with background; the same series split as the other tasks."""
+    split = library_split(data, val_fraction, seed)
+    npz, names, series, keep = split["npz"], split["names"], split["series"], split["keep"]
+    size = int(npz["images"].shape[-1])
+    before = (SG_IMAGE_PX - size) // 2
+    pad = ((before, SG_IMAGE_PX - size - before),) * 2
+    summary = {"source": str(CT_AXIAL), "nodules": int(len(keep)), "library_series": len(split["lib_series"]),
+               "val_series": len(split["val_series"]), "heldout_series_excluded": len(set(series) & split["held"]),
+               "padded_to_px": SG_IMAGE_PX, "pad_hu": SG_PAD_HU, "slices": int(npz["images"].shape[1]),
+               "split_seed": seed}
+    index = folder / "dataset.json"
+    if index.is_file() and json.loads(index.read_text()).get("build_summary") == summary:
+        return summary
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    (folder / "masks").mkdir(parents=True, exist_ok=True)
+    images, masks = npz["images"], npz["masks"]
+    cases = []
+    for i in keep:
+        for s, off in enumerate(npz["slice_offsets"]):
+            cid = f"n{i:04d}_z{int(off):+d}"
+            np.save(folder / "images" / f"{cid}.npy", np.pad(images[i, s].astype(np.int16), pad, constant_values=SG_PAD_HU))
+            mask = np.pad((masks[i, s] > 0).astype(np.uint8), pad)
+            has = bool(mask.any())
+            if has:
+                np.save(folder / "masks" / f"{cid}.npy", mask)
+            cases.append({"id": cid, "image": f"images/{cid}.npy", "mask": f"masks/{cid}.npy" if has else None,
+                          "patient_id": str(series[i]), "has_lesion": has,
+                          "split": "val" if series[i] in split["val_series"] else "train", "nodule": names[i]})
+    index.write_text(json.dumps({
+        "format": "lesion-studio-dataset", "version": 1,
+        "description": ("Axial CT slices (5 per nodule, 1 mm, HU) of the LIBRARY series of NODE21's LUNA16/LIDC-IDRI "
+                        f"nodule patches, padded from 50² to {SG_IMAGE_PX}² with {SG_PAD_HU} HU; held-out series "
+                        "excluded. CC BY 4.0 (LUNA16) / CC BY 3.0 (LIDC-IDRI); see "
+                        "lesion_studio/resources/nodules/ATTRIBUTION.md."),
+        "modality": "CT", "spacing_mm": [1.0, 1.0], "build_summary": summary, "cases": cases,
+    }, indent=1))
+    return summary
+
+
+def train_ct_stylegan2(args) -> int:
+    """B-SG (`--family stylegan2-joint`), M-SG (`stylegan2-mask`) or C-SG (`stylegan2-cond`)."""
+    from lesion_studio.models.config import STYLEGAN2_FAMILIES, stylegan2_config
+
+    family = args.family or "stylegan2-joint"
+    if family not in STYLEGAN2_FAMILIES:
+        raise SystemExit(f"--family must be one of {', '.join(STYLEGAN2_FAMILIES)} for --task ct-stylegan2")
+    dataset_folder = args.work / "ct-stylegan2-data"
+    summary = build_ct_sg_dataset(args.data, dataset_folder)
+    work = args.work / f"ct-{family}"
+    work.mkdir(parents=True, exist_ok=True)
+    if not (work / "dataset").exists():
+        (work / "dataset").symlink_to(dataset_folder.resolve(), target_is_directory=True)
+    print(json.dumps({"dataset": summary, "family": family}), flush=True)
+    model = dataclasses.asdict(stylegan2_config(family, "cpu-64", patch_source="image"))
+    model.pop("family", None)
+    return run_training(args, work, family, model, SG_RUN)
 
 
 def train_ct_shape(args) -> int:
@@ -595,12 +668,13 @@ REAL_DATA_TASKS = {
     "ct-removal": (train_ct_removal, ship_ct_removal, 4000),
     "ct-inpaint": (train_ct_inpaint, None, 4000),
     "ct-shape": (train_ct_shape, ship_ct_shape, 8000),
+    "ct-stylegan2": (train_ct_stylegan2, None, 20000),
 }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", choices=("demo", "ct-removal", "ct-inpaint", "ct-shape"), default=None,
+    parser.add_argument("--task", choices=("demo", "ct-removal", "ct-inpaint", "ct-shape", "ct-stylegan2"), default=None,
                         help="default: ct-removal when --data is given, else demo")
     parser.add_argument("--data", type=Path, default=None, help="the shared real-data folder (../shared/data)")
     parser.add_argument("--family", default=None, help="generator family (ct-removal: texture)")
