@@ -145,10 +145,12 @@ def library_split(data: Path, val_fraction: float, seed: int) -> dict:
             "val_series": val_series, "held": held, "library": library, "padded": padded}
 
 
-def build_ct_removal_dataset(data: Path, folder: Path, *, val_fraction: float = CT_VAL_FRACTION, seed: int = 0) -> dict:
+def build_ct_removal_dataset(data: Path, folder: Path, *, val_fraction: float = CT_VAL_FRACTION, seed: int = 0,
+                              pad_to_px: int | None = None, pad_hu: int = -1024) -> dict:
     """A lesion-studio dataset folder of the LIBRARY series' axial slices; returns its summary.
 
-    Idempotent: an existing folder with the same summary is reused.
+    `pad_to_px`: each 50² slice padded to this size with `pad_hu` (its mask with background),
+    for whole-image generators. Idempotent: an existing folder with the same summary is reused.
     """
     split = library_split(data, val_fraction, seed)
     npz, names, series, keep = split["npz"], split["names"], split["series"], split["keep"]
@@ -163,6 +165,12 @@ def build_ct_removal_dataset(data: Path, folder: Path, *, val_fraction: float = 
         "heldout_nodules_excluded": int((~library).sum()), "padded_library_nodules_excluded": int((library & padded).sum()),
         "slice_offsets_mm": [int(v) for v in npz["slice_offsets"]], "split_seed": seed,
     }
+    size = int(npz["images"].shape[-1])
+    pad = ((0, 0), (0, 0))
+    if pad_to_px is not None:
+        summary |= {"padded_to_px": int(pad_to_px), "pad_hu": int(pad_hu)}
+        before = (pad_to_px - size) // 2
+        pad = ((before, pad_to_px - size - before),) * 2
     index = folder / "dataset.json"
     if index.is_file() and json.loads(index.read_text()).get("build_summary") == summary:
         return summary
@@ -173,8 +181,8 @@ def build_ct_removal_dataset(data: Path, folder: Path, *, val_fraction: float = 
     for i in keep:
         for s, off in enumerate(npz["slice_offsets"]):
             cid = f"n{i:04d}_z{int(off):+d}"
-            img = images[i, s].astype(np.int16)
-            mask = (masks[i, s] > 0).astype(np.uint8)
+            img = np.pad(images[i, s].astype(np.int16), pad, constant_values=pad_hu)
+            mask = np.pad((masks[i, s] > 0).astype(np.uint8), pad)
             np.save(folder / "images" / f"{cid}.npy", img)
             has = bool(mask.any())
             if has:
@@ -185,9 +193,10 @@ def build_ct_removal_dataset(data: Path, folder: Path, *, val_fraction: float = 
     index.write_text(json.dumps({
         "format": "lesion-studio-dataset", "version": 1,
         "description": ("Axial CT slices (5 per nodule, 1 mm, HU) around real lung nodules of the LIBRARY "
-                        "series of NODE21's LUNA16/LIDC-IDRI nodule patches (node21_ct_axial.npz); the realism "
-                        "benchmark's held-out series are excluded. CC BY 4.0 (LUNA16) / CC BY 3.0 (LIDC-IDRI); "
-                        "see lesion_studio/resources/nodules/ATTRIBUTION.md."),
+                        "series of NODE21's LUNA16/LIDC-IDRI nodule patches (node21_ct_axial.npz)"
+                        + (f", padded to {pad_to_px}² with {pad_hu} HU" if pad_to_px is not None else "")
+                        + "; the realism benchmark's held-out series are excluded. CC BY 4.0 (LUNA16) / CC BY 3.0 "
+                        "(LIDC-IDRI); see lesion_studio/resources/nodules/ATTRIBUTION.md."),
         "modality": "CT", "spacing_mm": [1.0, 1.0], "build_summary": summary, "cases": cases,
     }, indent=1))
     return summary
@@ -307,47 +316,6 @@ SG_RUN = dict(seed=0, val_fraction=0.0, checkpoint_every=500, val_every=500, val
               value_range=[-1100.0, 400.0])
 
 
-def build_ct_sg_dataset(data: Path, folder: Path, *, val_fraction: float = CT_VAL_FRACTION, seed: int = 0) -> dict:
-    """Every axial slice (five per nodule) of the LIBRARY series padded from 50² to 64² with
-    air, its nodule mask padded with background; the same series split as the other tasks."""
-    split = library_split(data, val_fraction, seed)
-    npz, names, series, keep = split["npz"], split["names"], split["series"], split["keep"]
-    size = int(npz["images"].shape[-1])
-    before = (SG_IMAGE_PX - size) // 2
-    pad = ((before, SG_IMAGE_PX - size - before),) * 2
-    summary = {"source": str(CT_AXIAL), "nodules": int(len(keep)), "library_series": len(split["lib_series"]),
-               "val_series": len(split["val_series"]), "heldout_series_excluded": len(set(series) & split["held"]),
-               "padded_to_px": SG_IMAGE_PX, "pad_hu": SG_PAD_HU, "slices": int(npz["images"].shape[1]),
-               "split_seed": seed}
-    index = folder / "dataset.json"
-    if index.is_file() and json.loads(index.read_text()).get("build_summary") == summary:
-        return summary
-    (folder / "images").mkdir(parents=True, exist_ok=True)
-    (folder / "masks").mkdir(parents=True, exist_ok=True)
-    images, masks = npz["images"], npz["masks"]
-    cases = []
-    for i in keep:
-        for s, off in enumerate(npz["slice_offsets"]):
-            cid = f"n{i:04d}_z{int(off):+d}"
-            np.save(folder / "images" / f"{cid}.npy", np.pad(images[i, s].astype(np.int16), pad, constant_values=SG_PAD_HU))
-            mask = np.pad((masks[i, s] > 0).astype(np.uint8), pad)
-            has = bool(mask.any())
-            if has:
-                np.save(folder / "masks" / f"{cid}.npy", mask)
-            cases.append({"id": cid, "image": f"images/{cid}.npy", "mask": f"masks/{cid}.npy" if has else None,
-                          "patient_id": str(series[i]), "has_lesion": has,
-                          "split": "val" if series[i] in split["val_series"] else "train", "nodule": names[i]})
-    index.write_text(json.dumps({
-        "format": "lesion-studio-dataset", "version": 1,
-        "description": ("Axial CT slices (5 per nodule, 1 mm, HU) of the LIBRARY series of NODE21's LUNA16/LIDC-IDRI "
-                        f"nodule patches, padded from 50² to {SG_IMAGE_PX}² with {SG_PAD_HU} HU; held-out series "
-                        "excluded. CC BY 4.0 (LUNA16) / CC BY 3.0 (LIDC-IDRI); see "
-                        "lesion_studio/resources/nodules/ATTRIBUTION.md."),
-        "modality": "CT", "spacing_mm": [1.0, 1.0], "build_summary": summary, "cases": cases,
-    }, indent=1))
-    return summary
-
-
 def train_ct_stylegan2(args) -> int:
     """B-SG (`--family stylegan2-joint`), M-SG (`stylegan2-mask`) or C-SG (`stylegan2-cond`)."""
     from lesion_studio.models.config import STYLEGAN2_FAMILIES, stylegan2_config
@@ -356,7 +324,7 @@ def train_ct_stylegan2(args) -> int:
     if family not in STYLEGAN2_FAMILIES:
         raise SystemExit(f"--family must be one of {', '.join(STYLEGAN2_FAMILIES)} for --task ct-stylegan2")
     dataset_folder = args.work / "ct-stylegan2-data"
-    summary = build_ct_sg_dataset(args.data, dataset_folder)
+    summary = build_ct_removal_dataset(args.data, dataset_folder, pad_to_px=SG_IMAGE_PX, pad_hu=SG_PAD_HU)
     work = args.work / f"ct-{family}"
     work.mkdir(parents=True, exist_ok=True)
     if not (work / "dataset").exists():
