@@ -188,6 +188,7 @@ class NoduleLibrary:
         self.series_uids: tuple[str, ...] = tuple(str(s) for s in data["series_uids"])
         self.diameter_mm = data["diameter_mm"].astype(np.float64)
         self._banks: dict[str, MaskBank] = {}
+        self._capped: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "NoduleLibrary":
@@ -251,11 +252,19 @@ class NoduleLibrary:
         z = int(np.argmax(mask.sum(axis=(1, 2))))
         return hu[z].astype(np.float32), clean_mask(mask[z])
 
+    def capped_volume(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """`volume(index)` with round caps (`round_slab_caps`), computed once per nodule: an
+        insertion asks for the projection and the thickness of the same nodule."""
+        i = self._check(index)
+        if i not in self._capped:
+            self._capped[i] = round_slab_caps(*self.volume(i))
+        return self._capped[i]
+
     def projected(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """`(template, mask)`: the SPEC §4.3 DRR template along the AP axis (rows = z, head
         up; columns = x) and the projected mask (any voxel along AP), cleaned; thick-slice
         nodules get round caps first (`round_slab_caps`)."""
-        hu, mask = round_slab_caps(*self.volume(index))
+        hu, mask = self.capped_volume(index)
         template = drr_template(hu, mask, axis=1)[::-1]
         # The outline is where the nodule is thick enough to show: "any voxel along AP" keeps
         # one-voxel fringes whose blocky outline then cuts the opacity with straight edges.
@@ -265,7 +274,7 @@ class NoduleLibrary:
 
     def projected_thickness(self, index: int) -> np.ndarray:
         """Mask voxels crossed along the AP axis (mm), in the same frame as `projected`."""
-        _, mask = round_slab_caps(*self.volume(index))
+        _, mask = self.capped_volume(index)
         return np.ascontiguousarray(mask.sum(axis=1)[::-1].astype(np.float32))
 
     def view(self, index: int, view: str) -> tuple[np.ndarray, np.ndarray]:
