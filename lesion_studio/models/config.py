@@ -37,6 +37,8 @@ from lesion_studio.models.presets import GATES, TEXTURE_PRESETS
 
 #: Adversarial loss kinds understood by `models.losses.AdversarialLoss`.
 ADVERSARIAL_LOSSES = ("lsgan", "nonsaturating", "bce")
+#: DiffAugment policies a StyleGAN2 discriminator's inputs may go through (`models/diffaugment.py`).
+DIFFAUGMENT_POLICIES = ("translation", "cutout")
 #: Training objectives of the hole-filling families: `inpaint` paints lesions into lesion
 #: holes (P3 §III-C, P0 §III-B); `remove` fills non-lesion holes cut in lesion-free tissue
 #: with the tissue that was there (P0 §III-A, SPEC §1.2), which is what removing a lesion needs.
@@ -238,6 +240,7 @@ class StyleGAN2Config:
     style_mixing_prob: float = 0.9  # StyleGAN2 config-f: mixing regularisation, p = 0.9
     ema_kimg: float = 10.0  # StyleGAN2: generator EMA with a half-life of 10k images
     ema_rampup: float = 0.0  # StyleGAN2-ADA: half-life at most rampup × images seen (0: off, as StyleGAN2)
+    diffaugment: list[str] = field(default_factory=list)  # DiffAugment policies D sees ([]: none, as StyleGAN2)
     lr_g: float = 0.002  # StyleGAN2 config-f (P4 Table 1's Adam 1e-4 is its U-Net's)
     lr_d: float = 0.002  # StyleGAN2 config-f
     betas: list[float] = field(default_factory=lambda: [0.0, 0.99])  # StyleGAN2
@@ -416,6 +419,7 @@ MODEL_BOUNDS: dict[str, dict[str, Any]] = {
     "pl_decay": {"gt": 0.0, "le": 1.0}, "pl_batch_shrink": {"ge": 1},
     "style_mixing_prob": {"ge": 0.0, "le": 1.0},
     "ema_kimg": _WEIGHT, "ema_rampup": _WEIGHT,
+    "diffaugment": {"choices": DIFFAUGMENT_POLICIES, "max_len": len(DIFFAUGMENT_POLICIES)},
     "preset": {"choices": tuple(TEXTURE_PRESETS)},
     "gate": {"choices": ("", *GATES)},
     "dilated_mult": {"ge": 1, "le": 16},

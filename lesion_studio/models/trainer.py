@@ -45,6 +45,7 @@ from lesion_studio.models.data import (
     flip_augment,
     split_cases,
 )
+from lesion_studio.models.diffaugment import augment_pair
 from lesion_studio.models.losses import AdversarialLoss, build_vgg_term, l1
 from lesion_studio.models.metrics import fid, inception_unavailable, kid, lesion_contrast, quality
 from lesion_studio.models.networks import build_discriminator, build_generator
@@ -403,24 +404,25 @@ class StyleGAN2Step(FamilyStep):
         z = torch.randn(n, m.z_dim, device=self.device)
         with self.autocast():
             fake = self.g(z, cond, track_w_avg=True, **self._mixing(n))
+        policies = m.diffaugment  # DiffAugment: D sees real and fake through the same random transforms
         if self.update_d(step):
             with self.autocast():
-                real_logits = self.d(real, cond)
-                fake_logits = self.d(fake.detach(), cond)
+                real_logits = self.d(*augment_pair(real, cond, policies))
+                fake_logits = self.d(*augment_pair(fake.detach(), cond, policies))
                 d_loss = self.adversarial.discriminator(real_logits, fake_logits)
             self._update(self.optimizers["discriminator"], d_loss)
             losses.update(d_adv=float(d_loss.detach()), d_real=float(real_logits.detach().float().mean()),
                           d_fake=float(fake_logits.detach().float().mean()))
             if m.r1_gamma > 0 and (step // m.d_every) % m.r1_every == 0:  # lazy R1 (StyleGAN2 App. B)
-                x = real.detach().requires_grad_(True)
-                logits = self.d(x, cond)
+                x = real.detach().requires_grad_(True)  # R1 on the un-augmented reals, through the augmentation
+                logits = self.d(*augment_pair(x, cond, policies))
                 penalty = r1_penalty(logits, x)
                 # × r1_every keeps the strength of a per-step R1; logits·0 touches every D weight (DDP)
                 self._update(self.optimizers["discriminator"],
                              penalty * (m.r1_gamma / 2) * m.r1_every + logits.float().sum() * 0)
                 losses["r1"] = float(penalty.detach())
         with self.autocast():
-            g_loss = self.adversarial.generator(self.d_raw(fake, cond))
+            g_loss = self.adversarial.generator(self.d_raw(*augment_pair(fake, cond, policies)))
         self._update(self.optimizers["generator"], g_loss)
         losses["g_adv"] = float(g_loss.detach())
         if m.pl_weight > 0 and step % m.pl_every == 0:  # lazy path length (StyleGAN2 §3.2, App. B)

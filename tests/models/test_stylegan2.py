@@ -218,7 +218,8 @@ def test_every_family_trains_reports_and_checkpoints(chest_dataset: Path, tmp_pa
 
 def test_resume_gives_the_weights_of_an_uninterrupted_run(chest_dataset: Path, tmp_path: Path) -> None:
     n = 8
-    model = tiny("stylegan2-joint", r1_every=2, pl_weight=2.0, pl_every=3)  # mixing p = 0.9, random noise
+    # mixing p = 0.9, random noise, DiffAugment: every random draw must resume where it stopped
+    model = tiny("stylegan2-joint", r1_every=2, pl_weight=2.0, pl_every=3, diffaugment=["translation", "cutout"])
     straight = run_config(model, tmp_path / "a", dataset=str(chest_dataset), steps=n)
     torch.manual_seed(123)
     Trainer(straight).run()
@@ -335,3 +336,17 @@ def test_lesion_contrast() -> None:
     images[masks.bool()] = 1.0
     assert lesion_contrast(images, masks) == pytest.approx(2.0)
     assert lesion_contrast(images, torch.zeros_like(masks)) is None  # no sample with a lesion
+
+
+def test_diffaugment_changes_what_the_discriminator_sees(chest_dataset: Path, tmp_path: Path) -> None:
+    """Same seed, same data: with DiffAugment D's first logits differ (it judged transformed images)."""
+    first = {}
+    for policies in ([], ["translation", "cutout"]):
+        config = run_config(tiny("stylegan2-cond", diffaugment=policies), tmp_path / "-".join(policies or ["none"]),
+                            dataset=str(chest_dataset), steps=1)
+        torch.manual_seed(0)
+        events = []
+        Trainer(config, callback=events.append).run()
+        first[tuple(policies)] = next(e.losses for e in events if isinstance(e, StepEvent))
+    plain, augmented = first[()], first[("translation", "cutout")]
+    assert plain["d_real"] != pytest.approx(augmented["d_real"], abs=1e-6)
