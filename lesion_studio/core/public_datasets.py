@@ -216,7 +216,8 @@ def _load_node21(npz_path: Path) -> dict[str, np.ndarray]:
     return data
 
 
-def build_node21_dataset(source: str | Path, out: str | Path, *, series: str = "heldout") -> dict[str, Any]:
+def build_node21_dataset(source: str | Path, out: str | Path, *, series: str = "heldout",
+                         pad_to_px: int | None = None, pad_hu: int = -1024) -> dict[str, Any]:
     """Write the NODE21 CT nodule segmentation dataset into `out`; returns its build summary.
 
     One case per nodule: the centre axial slice (offset 0, the mask centroid), not all five.
@@ -227,6 +228,8 @@ def build_node21_dataset(source: str | Path, out: str | Path, *, series: str = "
     (`core.classical.nodule_library`, ~70 % of the scans) does not come from, so that nodules
     the `real-nodule` synthesis inserts never belong to an experiment patient; "all" keeps
     every scan (then `real-nodule` synthesis would leak test patients' nodules into training).
+    `pad_to_px` centres each 50² slice in a square of that size filled with `pad_hu` (the
+    whole-image StyleGAN2 generators of P4's sweep draw 64² slices framed in air, −1024 HU).
     """
     from lesion_studio.core.classical.nodule_library import heldout_series_uids
 
@@ -252,6 +255,14 @@ def build_node21_dataset(source: str | Path, out: str | Path, *, series: str = "
         "builder": "node21_ct_nodules", "builder_version": BUILDER_VERSION, "series": series,
         "slice": "centre (offset 0) only", "npz_sha256": sha256_of(npz_path), "csv_sha256": sha256_of(csv_path),
     }
+    pad = ((0, 0), (0, 0))
+    if pad_to_px is not None:
+        size = int(data["images"].shape[-1])
+        if pad_to_px < size:
+            raise ConfigError(f"pad_to_px {pad_to_px} is smaller than the {size}² patches", npz_path)
+        before = (pad_to_px - size) // 2
+        pad = ((before, pad_to_px - size - before),) * 2
+        summary |= {"padded_to_px": int(pad_to_px), "pad_hu": int(pad_hu)}
     if prepare_output_folder(out, "node21_ct_nodules", summary):
         return json.loads((out / DATASET_FILE).read_text(encoding="utf-8"))["build_summary"]
     skipped: Counter[str] = Counter()
@@ -272,8 +283,9 @@ def build_node21_dataset(source: str | Path, out: str | Path, *, series: str = "
             skipped["empty centre mask"] += 1
             continue
         cid = f"n{i:04d}"
-        np.save(out / IMAGE_DIR / f"{cid}.npy", data["images"][i, centre].astype(np.int16))
-        np.save(out / MASK_DIR / f"{cid}.npy", mask)
+        np.save(out / IMAGE_DIR / f"{cid}.npy", np.pad(data["images"][i, centre].astype(np.int16), pad,
+                                                       constant_values=pad_hu))
+        np.save(out / MASK_DIR / f"{cid}.npy", np.pad(mask, pad))
         cases.append({"id": cid, "image": f"{IMAGE_DIR}/{cid}.npy", "mask": f"{MASK_DIR}/{cid}.npy",
                       "patient_id": uid, "has_lesion": True, "split": split_of(uid), "nodule": name,
                       "diameter_mm": float(row["diameter_mm"]) if row["diameter_mm"] else None,
@@ -285,6 +297,7 @@ def build_node21_dataset(source: str | Path, out: str | Path, *, series: str = "
     write_attribution(source, out, (
         f"one axial slice per nodule (the centre one of {NODE21_AXIAL}), HU as int16 .npy, mask binarised; "
         f"patches cut by the scan border skipped; series: {series}"
+        + (f"; padded to {pad_to_px}² with {pad_hu} HU" if pad_to_px is not None else "")
         + (" (only the ~30 % of scans the bundled real-nodule library does not use)" if series == "heldout" else "")
         + "; patient_id = series UID."), extra_files=[p.name for p in source.glob("LICENSE*")])
     write_dataset_json(out, cases, description=(

@@ -211,3 +211,20 @@ def test_sessions_cut_at_time_gaps_and_stone_mask_rules():
     assert rule == "otsu" and np.array_equal(np.argwhere(mask), np.argwhere(gray == 240))
     flat, rule = stone_mask(np.full((20, 20), 80, np.uint8), (2.0, 3.0, 8.0, 7.0))
     assert rule == "ellipse" and flat.any() and not flat[:3].any() and not flat[:, 8:].any()
+
+
+def test_node21_padded_to_a_square_of_air_for_whole_image_generators(tmp_path):
+    src = _node21(tmp_path / "node21_ct_nodules")
+    summary = build_node21_dataset(src, tmp_path / "pad", series="all", pad_to_px=17, pad_hu=-1024)
+    assert summary["padded_to_px"] == 17
+    ds = load_dataset(tmp_path / "pad")
+    npz = np.load(src / "node21_ct_axial.npz")
+    case = ds.cases[0]
+    image, mask = np.load(case.image_path), ds.read_mask(case)
+    assert image.shape == mask.shape == (17, 17)
+    assert np.array_equal(image[2:14, 2:14], npz["images"][0, 2]) and np.array_equal(mask[2:14, 2:14], npz["masks"][0, 2] > 0)
+    frame = np.ones((17, 17), bool)
+    frame[2:14, 2:14] = False
+    assert (image[frame] == -1024).all() and not mask[frame].any()
+    with pytest.raises(ConfigError, match="smaller"):
+        build_node21_dataset(src, tmp_path / "small", pad_to_px=8)

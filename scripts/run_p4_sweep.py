@@ -1,0 +1,100 @@
+"""Issue 15's sweep on the bundled real CT nodules, headless: baseline vs B-SG vs MC-SG at four
+generated counts, 3 folds by series UID, Friedman + Nemenyi and the CD diagram per metric.
+
+1. Builds `--work/data/node21_ct_nodules_64` (idempotent): the centre slice of each nodule of
+   the 167 series the generators never saw, padded from 50² to 64² with −1024 HU like the
+   generators' training slices (`core.public_datasets.build_node21_dataset`).
+2. Runs `benchmarks/experiments/node21_p4_sweep.toml` with its generator paths set to the
+   checkpoints given (`--bsg`, `--msg`, `--csg`; default: the latest checkpoint of each
+   `runs/default_models/ct-stylegan2-*/run`) and `--augmentation off|on` (P4's arms without /
+   with spatial augmentation, one experiment each so that two processes share two cores).
+3. Prints the sweep's one-line verdicts and where results.json and the CD diagrams are.
+
+    python scripts/run_p4_sweep.py --augmentation off   # and, beside it, --augmentation on
+    python scripts/run_p4_sweep.py --smoke              # 1 epoch, counts 20 and 50: the wiring only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+TOML = ROOT / "benchmarks" / "experiments" / "node21_p4_sweep.toml"
+GENERATOR_RUNS = ROOT / "runs" / "default_models"
+
+
+def latest(family: str) -> Path:
+    """The most advanced checkpoint of `runs/default_models/ct-<family>/run`."""
+    from train_default_models import latest_checkpoint
+
+    run = GENERATOR_RUNS / f"ct-{family}" / "run"
+    found = latest_checkpoint(run)
+    if found is None:
+        raise SystemExit(f"no checkpoint in {run}: train it first (scripts/train_default_models.py "
+                         f"--task ct-stylegan2 --family {family}) or pass its path")
+    return found.with_name(found.name.replace(".state.safetensors", ".safetensors"))
+
+
+def sweep_config(data: Path, work: Path, augmentation: bool, checkpoints: dict[str, Path], smoke: bool):
+    """The TOML's config with this run's dataset, output folder, arms and generator checkpoints."""
+    from lesion_studio.core.public_datasets import build_node21_dataset
+    from lesion_studio.models.experiments import experiment_config_from_dict
+
+    dataset = work / "data" / "node21_ct_nodules_64"
+    summary = build_node21_dataset(data / "node21_ct_nodules", dataset, series="heldout", pad_to_px=64, pad_hu=-1024)
+    print(f"dataset {dataset}: {summary['cases']} cases, {summary['patients']} patients", flush=True)
+    doc = tomllib.loads(TOML.read_text(encoding="utf-8"))
+    name = ("smoke-" if smoke else "") + ("aug" if augmentation else "plain")
+    doc["experiment"] |= {"dataset": str(dataset.resolve()), "out_dir": str((work / name).resolve())}
+    doc["sweep"]["spatial_augmentation"] = [augmentation]
+    doc["sweep"]["generators"]["bsg"]["checkpoint"] = str(checkpoints["bsg"].resolve())
+    doc["sweep"]["generators"]["mcsg"] |= {"mask": str(checkpoints["msg"].resolve()),
+                                           "image": str(checkpoints["csg"].resolve())}
+    if smoke:
+        doc["training"]["epochs"] = 1
+        doc["sweep"]["generated_counts"] = [20, 50]
+    return experiment_config_from_dict(doc, TOML.parent, path=TOML)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "p4_sweep")
+    parser.add_argument("--augmentation", choices=("off", "on"), default="off")
+    parser.add_argument("--bsg", type=Path, default=None, help="stylegan2-joint checkpoint")
+    parser.add_argument("--msg", type=Path, default=None, help="stylegan2-mask checkpoint")
+    parser.add_argument("--csg", type=Path, default=None, help="stylegan2-cond checkpoint")
+    parser.add_argument("--smoke", action="store_true")
+    args = parser.parse_args(argv)
+    from lesion_studio.models.experiments import ExperimentProgress, run_experiment
+
+    checkpoints = {"bsg": args.bsg or latest("stylegan2-joint"), "msg": args.msg or latest("stylegan2-mask"),
+                   "csg": args.csg or latest("stylegan2-cond")}
+    print(json.dumps({k: str(v) for k, v in checkpoints.items()}), flush=True)
+    config = sweep_config(args.data, args.work, args.augmentation == "on", checkpoints, args.smoke)
+    t0 = time.monotonic()
+
+    def progress(event: ExperimentProgress) -> None:
+        if event.stage != "epoch":
+            print(f"[{event.done_units}/{event.total_units} {time.monotonic() - t0:6.0f} s] {event.message}", flush=True)
+
+    doc = run_experiment(config, progress=progress)
+    if doc["patient_isolation"]["leakage"] != "none":
+        raise SystemExit(f"patient_isolation.leakage is {doc['patient_isolation']['leakage']!r}, not 'none'")
+    print(f"\n{config.name} ({'with' if args.augmentation == 'on' else 'without'} spatial augmentation): "
+          f"{time.monotonic() - t0:.0f} s; results {config.out_dir / 'results.json'}")
+    for metric, entry in doc["sweep"]["metrics"].items():
+        print(f"  {entry['summary']}  [{', '.join(entry.get('figures', []))}]")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
