@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QCoreApplication, QObject, QPointF, Signal
-from PySide6.QtGui import QPainterPath
+from PySide6.QtCore import QCoreApplication, QObject, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QPainterPath
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsRectItem
 
 from lesion_studio.app.preview_worker import LatestWinsWorker
@@ -30,9 +30,16 @@ from lesion_studio.app.torch_runtime import ensure_torch_imported
 from lesion_studio.core.annotation import LesionMeta
 from lesion_studio.core.builtin_shapes import builtin_shapes
 from lesion_studio.core.errors import LesionStudioError
+from lesion_studio.core.geometry.crops import PixelBox
 from lesion_studio.core.hashing import sha256_file
 from lesion_studio.core.mask_bank import MaskBank
-from lesion_studio.core.model_catalog import PAIR_FAMILIES, SHAPE_FAMILIES, ModelInfo, scan_models
+from lesion_studio.core.model_catalog import (
+    OWN_SHAPE_FAMILIES,
+    PAIR_FAMILIES,
+    SHAPE_FAMILIES,
+    ModelInfo,
+    scan_models,
+)
 from lesion_studio.core.shape_choice import centred_origin, footprint
 from lesion_studio.core.synthesis_plan import DEFAULT_FEATHER_PX, Blending, MaskSource, SynthesisRequest
 from lesion_studio.core.tool_state import ToolState, synthesis_hint
@@ -50,6 +57,18 @@ HOLE_FEATHER_PX = DEFAULT_FEATHER_PX
 
 #: Checkpoints that draw samples rather than fill a hole: never in the method list.
 SAMPLER_FAMILIES = SHAPE_FAMILIES + PAIR_FAMILIES
+
+
+def _disc(side: int) -> np.ndarray:
+    """A filled circle of `side` px (bool): the cursor outline of a size-only placement."""
+    r = np.arange(side) - (side - 1) / 2.0
+    return r[:, None] ** 2 + r[None, :] ** 2 <= (side / 2.0) ** 2
+
+
+#: The part of a crop box past the image edge (reflect-padded): the box's yellow, faded.
+PADDING_COLOR = QColor(255, 213, 74, 140)
+#: What the cursor outlines when the method brings its own lesion shape (only the size is known).
+SIZE_ONLY_SHAPE = _disc(64)
 
 
 class ModelCache:
@@ -167,7 +186,17 @@ class SynthesisController(QObject):
 
         # Canvas feedback: the placed outline and the context crop of the preview.
         self.outline = canvas.feedback_item(QGraphicsPathItem, "#5ee0ff", z=30)
+        # The crop box: its part inside the image (dashed), and apart from it the part past the
+        # image edge, which the method sees as reflect-padded (mirrored) pixels (hatched, dotted).
         self.crop_rect = canvas.feedback_item(QGraphicsRectItem, "#ffd54a", z=30, width=1, dashed=True)
+        self.crop_rect.setToolTip("The crop the synthesis method sees around the lesion")
+        self.crop_padding = canvas.feedback_item(QGraphicsPathItem, PADDING_COLOR.name(), z=29, width=1)
+        pen = self.crop_padding.pen()
+        pen.setStyle(Qt.PenStyle.DotLine)
+        pen.setColor(PADDING_COLOR)
+        self.crop_padding.setPen(pen)
+        self.crop_padding.setBrush(QBrush(PADDING_COLOR, Qt.BrushStyle.BDiagPattern))
+        self.crop_padding.setToolTip("Past the image edge: the method sees mirrored (reflect-padded) pixels here")
         self.split_line = canvas.feedback_item(QGraphicsPathItem, "#ffffff", z=31, width=1)
 
         panel.modelChosen.connect(self.choose_model)
@@ -238,7 +267,23 @@ class SynthesisController(QObject):
             )
         else:
             self.panel.show_model_info(self.model.summary())
+        self.panel.show_shape_picker(self.shapes_used(), self._shape_note())
+        self._footprint_cache = None  # the cursor outline follows (picked shape or size-only disc)
         self.refresh_hint()
+
+    def shapes_used(self) -> bool:
+        """Whether a click places the picked shape: inpaint with a method that takes it, not a
+        real-nodule insertion (its library nodule brings its own outline) nor remove/outpaint
+        (they work on the clicked lesion)."""
+        return self.mode == "inpaint" and (self.model is None or self.model.family not in OWN_SHAPE_FAMILIES)
+
+    def _shape_note(self) -> str:
+        """Why the shape picker is hidden ("" while it is used)."""
+        if self.shapes_used():
+            return ""
+        if self.mode != "inpaint":
+            return f"{self.mode.capitalize()} works on the lesion you click; shapes are not used."
+        return f"{self.model.name} inserts a real library nodule of the chosen diameter; shapes are not used."
 
     def shape_model(self) -> ModelInfo | None:
         return next((m for m in self.catalog if m.family in SHAPE_FAMILIES and not m.problem), None)
@@ -401,16 +446,24 @@ class SynthesisController(QObject):
         """The mask a click would place (bool), at true size for this image."""
         return self._footprint()[0] if self._footprint() else None
 
+    def _placed_shape(self) -> np.ndarray | None:
+        """The shape a click places: the picked one, or a disc (the size only) when the
+        method brings its own lesion outline."""
+        if not self.shapes_used():
+            return SIZE_ONLY_SHAPE
+        return self.shapes.masks[self.shapes.current] if self.shapes.masks else None
+
     def _footprint(self) -> tuple[np.ndarray, QPainterPath] | None:
-        if not self.shapes.masks or self.view_state.image is None:
+        shape = self._placed_shape()
+        if shape is None or self.view_state.image is None:
             return None
         unit, _ = self.size_unit()
-        key = (id(self.shapes.masks[self.shapes.current]), self.diameter, unit, self.rotation_deg,
+        key = (id(shape), self.diameter, unit, self.rotation_deg,
                self.flip_vertical, self.flip_horizontal, self.view_state.image.plane_spacing_mm)
         if self._footprint_cache is None or self._footprint_cache[0] != key:
             try:
                 fp = footprint(
-                    self.shapes.masks[self.shapes.current], diameter=self.diameter, unit=unit,
+                    shape, diameter=self.diameter, unit=unit,
                     spacing_mm=self.view_state.image.plane_spacing_mm, rotation_deg=self.rotation_deg,
                     flip_vertical=self.flip_vertical, flip_horizontal=self.flip_horizontal,
                 )
@@ -437,6 +490,7 @@ class SynthesisController(QObject):
         hides them together); without a preview the cursor outline waits for the next move."""
         shown = self.preview is not None and self.tools.settings.show_labels
         self.crop_rect.setVisible(shown)
+        self.crop_padding.setVisible(shown and not self.crop_padding.path().isEmpty())
         self.outline.setVisible(shown and not self.showing_before)
         self.split_line.setVisible(shown and self.split_view and not self.showing_before)
 
@@ -666,13 +720,15 @@ class SynthesisController(QObject):
         levels = (window.low, window.high)
         if self.preview is None:
             self.canvas.show_plane(image.plane(self.view_state.slice_index), levels, image.plane_spacing_mm)
-            for item in (self.crop_rect, self.split_line):
+            for item in (self.crop_rect, self.crop_padding, self.split_line):
                 item.setVisible(False)
             return
         result = self.preview.results[self.preview.chosen]
         self.canvas.show_plane(self.displayed_plane(), levels, image.plane_spacing_mm)
         ctx = result.box
-        self.crop_rect.setRect(ctx.col0, ctx.row0, ctx.width, ctx.height)
+        inside, padding = crop_box_parts(ctx, image.plane_shape)
+        self.crop_rect.setRect(inside)
+        self.crop_padding.setPath(padding)
         new_mask = result.plan.footprint
         self.outline.setPath(_contour_path(new_mask))
         self.outline.setPos(result.plan.footprint_origin[1], result.plan.footprint_origin[0])
@@ -692,6 +748,7 @@ class SynthesisController(QObject):
         self.panel.show_variants([], 0)
         self.outline.setVisible(False)
         self.crop_rect.setVisible(False)
+        self.crop_padding.setVisible(False)
         self.split_line.setVisible(False)
         if had:
             self._render_preview()
@@ -754,6 +811,22 @@ def _real_shapes(kind: str, n: int, seed: int) -> tuple[list[np.ndarray], list[i
     bank = bundled_library().shape_bank("axial" if kind == "ct" else "projected")
     picks = np.random.default_rng(seed).choice(len(bank), size=min(n, len(bank)), replace=False)
     return [bank.get(int(i)).mask for i in picks], [int(i) for i in picks], bank
+
+
+def crop_box_parts(box: PixelBox, image_shape: tuple[int, int]) -> tuple[QRectF, QPainterPath]:
+    """The crop `box` in image pixel coordinates (x = column, y = row), split at the image edge:
+    the rectangle inside the image (the real pixels the method sees) and the path of the part
+    outside it (empty when there is none), which `extract_crop` fills by reflection."""
+    h, w = int(image_shape[0]), int(image_shape[1])
+    full = QRectF(box.col0, box.row0, box.width, box.height)
+    image_rect = QRectF(0.0, 0.0, float(w), float(h))
+    outside = QPainterPath()
+    if not image_rect.contains(full):
+        whole, inner = QPainterPath(), QPainterPath()
+        whole.addRect(full)
+        inner.addRect(image_rect)
+        outside = whole.subtracted(inner)
+    return full.intersected(image_rect), outside
 
 
 def _contour_path(mask: np.ndarray) -> QPainterPath:

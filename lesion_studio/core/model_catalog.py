@@ -34,6 +34,9 @@ MODES_BY_FAMILY: dict[str, tuple[str, ...]] = {
 }
 #: Families that draw lesion shapes (P3's DCGAN, P4's M-SG): the shape picker's "generator" source.
 SHAPE_FAMILIES: tuple[str, ...] = ("shape", "stylegan2-mask")
+#: Families that insert real lesions with their own outlines (the engine's `own_bank`): the
+#: shape picker's shape never reaches them, only the diameter, pose and seed do.
+OWN_SHAPE_FAMILIES: tuple[str, ...] = ("real-nodule",)
 #: Families that draw whole image + mask pairs (P4's B-SG; C-SG, conditioned on M-SG masks):
 #: training data for the downstream experiments, no preview mode.
 PAIR_FAMILIES: tuple[str, ...] = ("stylegan2-joint", "stylegan2-cond")
@@ -42,7 +45,8 @@ CLASSICAL_MODELS: tuple[tuple[str, str], ...] = (
     ("real-nodule", "Real LIDC-IDRI CT nodules (bundled library, never the benchmark's held-out "
                     "patients) scaled to the requested diameter and blended: HU-aware in CT, "
                     "projected along the beam in radiographs (NODE21 generation baseline). Each "
-                    "nodule brings its own shape: the shape picker only previews the size."),
+                    "nodule brings its own shape: the shape picker is not used, the cursor outline "
+                    "is a circle of the requested diameter."),
     ("auto-fill", "The best classical fill per case (benchmarks/realism.py): the texture fill for "
                   "radiographs and CT holes over 24 px, Navier-Stokes for smaller CT holes."),
     ("texture-fill", "A smooth biharmonic base plus the fine texture of a nearby donor region, "

@@ -138,6 +138,11 @@ class SynthesisPanel(QGroupBox):
         self.shape_grid.setGridSize(QSize(THUMB_PX + GRID_GAP_PX, THUMB_PX + GRID_GAP_PX))
         self.shape_grid.setFixedHeight(2 * (THUMB_PX + GRID_GAP_PX) + 2 * self.shape_grid.frameWidth() + 2)
         self.shape_grid.currentRowChanged.connect(lambda row: row >= 0 and self.shapeChosen.emit(row))
+        # Shown instead of the shape picker when the method or mode places no picked shape.
+        self.shapes_note = QLabel()
+        self.shapes_note.setObjectName("shapesNote")
+        self.shapes_note.setWordWrap(True)
+        self.shapes_note.setStyleSheet("color: #9aa4b2; font-size: 11px;")
 
         # --- size and pose
         self.diameter_spin = QDoubleSpinBox()
@@ -223,6 +228,7 @@ class SynthesisPanel(QGroupBox):
         form.addRow("Shapes", self.source_combo)
         form.addRow(self.shape_grid)
         form.addRow(shape_buttons)
+        form.addRow("Shapes", self.shapes_note)
         form.addRow("Diameter", diameter_row)
         form.addRow(self.unit_note)
         form.addRow("Rotation", pose_row)
@@ -234,6 +240,9 @@ class SynthesisPanel(QGroupBox):
         form.addRow(self.variant_list)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        self._form = form
+        self._shape_rows = (self.source_combo, self.shape_grid, shape_buttons)
+        self.show_shape_picker(True)
         self.set_preview_available(False)
 
     # ------------------------------------------------------------------ rendering
@@ -276,6 +285,14 @@ class SynthesisPanel(QGroupBox):
                 item = self.source_combo.model().item(i)
                 item.setEnabled(available.get(self.source_combo.itemData(i), True))
             self.source_combo.setCurrentIndex(self.source_combo.findData(source))
+
+    def show_shape_picker(self, used: bool, note: str = "") -> None:
+        """Show the shape source, gallery and its buttons only when a click places the picked
+        shape; otherwise hide them and show `note` (why the picker does not apply) instead."""
+        for row in self._shape_rows:
+            self._form.setRowVisible(row, used)
+        self.shapes_note.setText("" if used else note)
+        self._form.setRowVisible(self.shapes_note, not used)
 
     def show_shapes(self, masks: list[np.ndarray], pinned: list[bool], current: int) -> None:
         with QSignalBlocker(self.shape_grid):

@@ -439,3 +439,87 @@ def test_variants_with_the_default_method_differ_in_seed_shape_and_pixels(window
             assert not np.array_equal(results[i].image, results[j].image), (i, j)
     # the first variant is the preview the user already saw
     np.testing.assert_array_equal(results[0].image, first.image)
+
+
+def _choose(combo, data: str) -> None:
+    """Pick a combo entry as the user does (its `activated` signal)."""
+    index = combo.findData(data)
+    assert index >= 0, data
+    combo.setCurrentIndex(index)
+    combo.activated.emit(index)
+
+
+def test_shape_picker_is_hidden_while_the_method_ignores_it(window, qtbot, open_and_wait) -> None:
+    """The real-nodule method inserts a library nodule with its own outline (whatever thumbnail
+    is picked) and remove/outpaint work on the clicked lesion: the panel then hides the shape
+    source, gallery and buttons and says why; they come back with a method that places them."""
+    open_and_wait(window, sample_file("CT_small.dcm"))
+    panel, syn = window.synthesis_panel, window.synthesis
+    picker = (panel.source_combo, panel.shape_grid, panel.reroll_button, panel.pin_button, panel.bank_button)
+    _choose(panel.mode_combo, "inpaint")
+    _choose(panel.model_combo, "real-nodule")
+    assert not any(w.isVisibleTo(panel) for w in picker)
+    assert panel.shapes_note.isVisibleTo(panel)
+    assert "real library nodule" in panel.shapes_note.text() and "not used" in panel.shapes_note.text()
+    fp = syn.current_footprint()  # the cursor outline shows the size only: a disc, not a picked blob
+    assert fp is not None and np.array_equal(fp, fp.T) and np.array_equal(fp, fp[::-1])
+
+    # the premise: two different picked shapes give the same real-nodule insertion
+    syn.set_size(8.0)
+    footprints = []
+    for shape in (0, 3):
+        syn.choose_shape(shape)
+        with qtbot.waitSignal(syn.previewShown, timeout=60_000):
+            syn.request_preview((64.0, 64.0))
+        footprints.append(syn.preview.results[0].plan.footprint)
+        syn.reject()
+    np.testing.assert_array_equal(*footprints)
+
+    learned = next(m for m in syn.catalog if m.serves("inpaint") and m.family == "texture" and not m.problem)
+    _choose(panel.model_combo, str(learned.stem))
+    assert all(w.isVisibleTo(panel) for w in picker) and not panel.shapes_note.isVisibleTo(panel)
+    _choose(panel.mode_combo, "remove")
+    assert not any(w.isVisibleTo(panel) for w in picker)
+    assert panel.shapes_note.isVisibleTo(panel) and panel.shapes_note.text().startswith("Remove")
+
+
+def test_context_box_on_a_small_patch_is_clipped_and_its_padding_drawn_apart(window, qtbot) -> None:
+    """On a 64 × 64 CT patch the crop around a lesion near the corner leaves the image; the
+    engine reflect-pads that part. The dashed box covers only the image pixels the method sees,
+    the part past the edge is drawn apart (hatched), and both hide with the masks (H)."""
+    pixels = np.full((64, 64), -800.0, np.float32)
+    pixels[:, 40:] = 40.0
+    image = MedicalImage(pixels=pixels, spacing_mm=(0.7, 0.7), modality="CT",
+                         window=Window.from_range(-1000.0, 200.0), window_source="percentile",
+                         source=ImageSource(path=Path("patch.png"), format="memory"))
+    window.state.set_image(image)
+    window.show_viewer()
+    qtbot.wait(20)
+    syn = window.synthesis
+    syn.set_mode("inpaint")
+    syn.choose_model("real-nodule")
+    syn.set_size(6.0)
+    with qtbot.waitSignal(syn.previewShown, timeout=60_000):
+        syn.request_preview((12.0, 14.0))
+    box = syn.preview.results[0].box
+    assert box.row0 < 0 and box.col0 < 0  # the premise: the crop leaves the image
+    rect = syn.crop_rect.rect()
+    assert (rect.left(), rect.top()) == (0.0, 0.0)
+    assert (rect.right(), rect.bottom()) == (box.col0 + box.width, box.row0 + box.height)
+    assert syn.crop_rect.isVisible() and syn.crop_padding.isVisible()
+    outside = syn.crop_padding.path().boundingRect()
+    assert (outside.left(), outside.top()) == (box.col0, box.row0)
+    assert not syn.crop_padding.path().contains(rect.center())  # the image part is not hatched
+    window.tools.update(show_labels=False)
+    assert not syn.crop_rect.isVisible() and not syn.crop_padding.isVisible()
+    window.tools.update(show_labels=True)
+    syn.reject()
+    assert not syn.crop_padding.isVisible()
+
+    with qtbot.waitSignal(syn.previewShown, timeout=60_000):  # a crop inside the image: no padding
+        syn.request_preview((32.0, 20.0))
+    box = syn.preview.results[0].box
+    assert box.row0 >= 0 and box.col0 >= 0 and box.row0 + box.height <= 64 and box.col0 + box.width <= 64
+    rect = syn.crop_rect.rect()
+    assert (rect.left(), rect.top(), rect.width(), rect.height()) == (box.col0, box.row0, box.width, box.height)
+    assert syn.crop_padding.path().isEmpty() and not syn.crop_padding.isVisible()

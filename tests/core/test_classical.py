@@ -194,6 +194,15 @@ def test_every_classical_family_needs_no_weights() -> None:
         classical_backend("gan")
 
 
+def test_own_shape_families_are_the_backends_with_their_own_shape_bank() -> None:
+    """The GUI hides the shape picker for `OWN_SHAPE_FAMILIES` (from the catalog, no backend
+    loaded); the engine ignores a picked shape for a backend with its own `shape_bank`."""
+    from lesion_studio.core.model_catalog import OWN_SHAPE_FAMILIES
+
+    own = {f for f in CLASSICAL_FAMILIES if classical_backend(f).shape_bank("ct") is not None}
+    assert own == set(OWN_SHAPE_FAMILIES)
+
+
 def test_fill_backend_fills_the_region_of_a_patch() -> None:
     case = make_phantom_case("ct", 1)
     lesion = component_masks(case.lesion_mask)[0]
