@@ -241,6 +241,7 @@ class StyleGAN2Config:
     ema_kimg: float = 10.0  # StyleGAN2: generator EMA with a half-life of 10k images
     ema_rampup: float = 0.0  # StyleGAN2-ADA: half-life at most rampup × images seen (0: off, as StyleGAN2)
     diffaugment: list[str] = field(default_factory=list)  # DiffAugment policies D sees ([]: none, as StyleGAN2)
+    mask_sigma_px: float = 0.0  # ours: B-SG / M-SG learn masks as tanh(signed distance / this), read at > 0 (0: sharp)
     lr_g: float = 0.002  # StyleGAN2 config-f (P4 Table 1's Adam 1e-4 is its U-Net's)
     lr_d: float = 0.002  # StyleGAN2 config-f
     betas: list[float] = field(default_factory=lambda: [0.0, 0.99])  # StyleGAN2
@@ -420,6 +421,7 @@ MODEL_BOUNDS: dict[str, dict[str, Any]] = {
     "style_mixing_prob": {"ge": 0.0, "le": 1.0},
     "ema_kimg": _WEIGHT, "ema_rampup": _WEIGHT,
     "diffaugment": {"choices": DIFFAUGMENT_POLICIES, "max_len": len(DIFFAUGMENT_POLICIES)},
+    "mask_sigma_px": {"ge": 0.0, "le": 16.0},
     "preset": {"choices": tuple(TEXTURE_PRESETS)},
     "gate": {"choices": ("", *GATES)},
     "dilated_mult": {"ge": 1, "le": 16},

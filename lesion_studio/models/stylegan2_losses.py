@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -98,3 +99,30 @@ def draw_crossover(num_ws: int, prob: float) -> int | None:
     if float(torch.rand(())) >= prob:
         return None
     return int(torch.randint(1, num_ws, ()))
+
+
+
+def soft_mask(masks: torch.Tensor, sigma_px: float) -> torch.Tensor:
+    """Binary `(N, 1, H, W)` masks in {0, 1} → `tanh(signed distance / sigma_px)` in model
+    range (−1, 1) (ours); `sigma_px` 0 gives the sharp ±1 masks.
+
+    The signed distance is + inside, − outside, ±½ px on the pixels either side of the outline,
+    so `soft > 0` reads back exactly the mask (a 1-pixel nodule included; a Gaussian blur would
+    erase small ones). Why: a real mask is −1 everywhere but one small blob (2 % of a 64² CT
+    slice), and with sharp masks M-SG collapsed to empty masks — D scored real blobs +5.5 and
+    empty masks −2.9, yet against that fixed D, 120 G steps raised no pixel above −0.65: a
+    sharp blob gives no gradient that leads from "nothing" to "a blob"; a ramp does.
+    """
+    if sigma_px <= 0:
+        return masks * 2.0 - 1.0
+    from scipy.ndimage import distance_transform_edt
+
+    binary = (masks > 0.5).cpu().numpy()
+    signed = np.empty(binary.shape, np.float32)
+    for index in np.ndindex(*binary.shape[:2]):
+        inside = binary[index]
+        if not inside.any():
+            signed[index] = -np.inf  # no lesion: −1 everywhere
+            continue
+        signed[index] = np.where(inside, distance_transform_edt(inside) - 0.5, 0.5 - distance_transform_edt(~inside))
+    return torch.tanh(torch.from_numpy(signed) / sigma_px).to(device=masks.device, dtype=masks.dtype)

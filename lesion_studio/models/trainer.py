@@ -59,6 +59,7 @@ from lesion_studio.models.stylegan2_losses import (
     ema_beta,
     lazy_adam_settings,
     r1_penalty,
+    soft_mask,
     update_ema,
 )
 from lesion_studio.models.progress import (
@@ -382,13 +383,13 @@ class StyleGAN2Step(FamilyStep):
 
     def views(self, images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(what D judges, the condition or None) in model range: B-SG [image, mask], M-SG the
-        mask, C-SG the image with the mask as condition (masks {0, 1} → {-1, 1})."""
-        mask = masks * 2.0 - 1.0
+        mask, C-SG the image with the mask as condition (masks {0, 1} → {-1, 1}; the masks B-SG
+        and M-SG learn are signed-distance ramps of `mask_sigma_px`, C-SG's condition stays sharp)."""
         if self.family == "stylegan2-joint":
-            return torch.cat([images, mask], dim=1), None
+            return torch.cat([images, soft_mask(masks, self.model.mask_sigma_px)], dim=1), None
         if self.family == "stylegan2-mask":
-            return mask, None
-        return images, mask
+            return soft_mask(masks, self.model.mask_sigma_px), None
+        return images, masks * 2.0 - 1.0
 
     def _mixing(self, n: int) -> dict[str, Any]:
         crossover = draw_crossover(self.generator.num_ws, self.model.style_mixing_prob)

@@ -35,6 +35,7 @@ from lesion_studio.models.progress import (
     StepEvent,
     ValidationEvent,
 )
+from lesion_studio.models.stylegan2_losses import soft_mask
 from lesion_studio.models.trainer import STRATEGIES, Trainer
 from tests.models.conftest import TINY_STYLEGAN2, train_toml
 
@@ -350,3 +351,18 @@ def test_diffaugment_changes_what_the_discriminator_sees(chest_dataset: Path, tm
         first[tuple(policies)] = next(e.losses for e in events if isinstance(e, StepEvent))
     plain, augmented = first[()], first[("translation", "cutout")]
     assert plain["d_real"] != pytest.approx(augmented["d_real"], abs=1e-6)
+
+
+def test_soft_mask_reads_back_as_the_outline_and_sigma_zero_is_sharp() -> None:
+    yy, xx = np.mgrid[:32, :32]
+    disc = torch.from_numpy(((yy - 15.5) ** 2 + (xx - 12) ** 2 <= 5.0**2).astype(np.float32))[None, None]
+    assert torch.equal(soft_mask(disc, 0.0), disc * 2 - 1)
+    soft = soft_mask(disc, 1.5)
+    assert soft.min() >= -1 and soft.max() <= 1
+    assert -0.5 < soft[0, 0, 15, 17] < 0 < soft[0, 0, 15, 16] < 0.5  # a ramp across the outline
+    assert torch.equal(soft > 0, disc > 0.5)  # read back exactly
+    for size in (1, 3):  # the smallest nodules survive
+        small = torch.zeros(1, 1, 16, 16)
+        small[0, 0, 7:7 + size, 7:7 + size] = 1
+        assert torch.equal(soft_mask(small, 1.5) > 0, small > 0.5)
+    assert (soft_mask(torch.zeros(2, 1, 8, 8), 1.5) == -1).all()  # no lesion: background everywhere
