@@ -122,8 +122,18 @@ def generator_masks(checkpoint: Path, n: int, seed: int) -> tuple[list[np.ndarra
     with torch.no_grad():
         z = torch.randn(n, sampler.z_dim, generator=torch.Generator().manual_seed(seed))
         raw = list((sampler.generator(z)[:, 0] > 0).numpy())
-    clean = list(sampler.sample(n, seed))
-    return raw, [m for m in clean if m.any()], int(raw[0].shape[0])
+    clean = [m for m in sampler.sample(n, seed) if m.any()]
+    patch_px = int(raw[0].shape[0])
+    family = json.loads(Path(str(checkpoint).removesuffix(".safetensors") + ".json").read_text())["family"]
+    if family == "stylegan2-mask":
+        # P4's M-SG draws masks at their true size (1 mm pixels on the CT slices), not P3's
+        # normalised ones: they go through exactly what the real reference masks go through
+        # (components of at least 5 mm, smooth upsampling, normalisation)
+        from lesion_studio.core.classical.nodule_library import smooth_component
+
+        clean = [normalized(smooth_component(m)[0], patch_px) for m in clean
+                 if 2.0 * np.sqrt(m.sum() / np.pi) >= MIN_COMPONENT_MM]
+    return raw, clean, patch_px
 
 
 def bank_masks(patch_px: int) -> list[np.ndarray]:

@@ -153,42 +153,52 @@ def main() -> None:
         stylegan2_rows(device, args.steps, args.stylegan2.split(","), amp=args.amp)
 
 
+#: The CT runs' recipe (scripts/train_default_models.py --task ct-stylegan2): DiffAugment and
+#: signed-distance masks; timed as `recipe = "ct"` rows beside the plain StyleGAN2 step.
+CT_RECIPE = {"stylegan2-joint": dict(diffaugment=["translation", "cutout"], mask_sigma_px=4.0),
+             "stylegan2-mask": dict(diffaugment=["translation"], mask_sigma_px=4.0),
+             "stylegan2-cond": dict(diffaugment=["translation", "cutout"], mask_sigma_px=4.0)}
+
+
 def stylegan2_rows(device: torch.device, steps: int, presets: list[str], *, amp: bool = False) -> None:
-    """One row per StyleGAN2 family (P4 §3) and size preset: mean seconds of a plain G+D step
+    """One row per StyleGAN2 family (P4 §3), size preset and recipe (`plain`: StyleGAN2 as
+    published; `ct`: with the CT runs' DiffAugment and signed-distance masks, `time_ratio`
+    against the plain row of the same process): mean seconds of a plain G+D step
     (`s_per_step`) and of one step that also runs the lazy R1 and path-length passes
     (`s_reg_step`; R1 runs every 16th step, path length every 4th when the preset keeps it)."""
     from lesion_studio.models.config import STYLEGAN2_FAMILIES, stylegan2_config
 
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if amp else contextlib.nullcontext
-    for preset in presets:
-        for family in STYLEGAN2_FAMILIES:
-            model = stylegan2_config(family, preset)
-            strategy = STRATEGIES[family](model, 1000, device, autocast)
-            n, b = model.patch_px, model.batch_size
-            images = torch.rand(b, 1, n, n, device=device) * 2 - 1
-            masks = torch.zeros(b, 1, n, n, device=device)
-            masks[..., n // 3 : n // 2, n // 3 : n // 2] = 1
-            plain = [i for i in range(1, 64 * steps) if i % model.r1_every and i % model.pl_every][: steps + 1]
+    plain_s: dict[tuple[str, str], float] = {}
+    for preset, family, recipe in ((p, f, r) for p in presets for f in STYLEGAN2_FAMILIES for r in ("plain", "ct")):
+        model = stylegan2_config(family, preset, **(CT_RECIPE[family] if recipe == "ct" else {}))
+        strategy = STRATEGIES[family](model, 1000, device, autocast)
+        n, b = model.patch_px, model.batch_size
+        images = torch.rand(b, 1, n, n, device=device) * 2 - 1
+        masks = torch.zeros(b, 1, n, n, device=device)
+        masks[..., n // 3 : n // 2, n // 3 : n // 2] = 1
+        plain = [i for i in range(1, 64 * steps) if i % model.r1_every and i % model.pl_every][: steps + 1]
 
-            def timed(indices: list[int]) -> float:
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                t = time.perf_counter()
-                for step in indices:
-                    strategy.optimize_parameters(images, masks, step)
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                return (time.perf_counter() - t) / len(indices)
+        def timed(indices: list[int]) -> float:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            for step in indices:
+                strategy.optimize_parameters(images, masks, step)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            return (time.perf_counter() - t) / len(indices)
 
-            timed(plain[:1])  # warm-up
-            dt = timed(plain[1:])
-            reg = timed([0])  # step 0 runs R1 (and path length when on)
-            emit({"bench": "train_step", "family": family, "preset": preset, "device": str(device), "patch_px": n,
-                  "batch": b, "amp_bf16": amp, "s_per_step": round(dt, 3), "s_reg_step": round(reg, 3),
-                  "images_per_s": round(b / dt, 2),
-                  "threads": torch.get_num_threads(),
-                  "g_params": sum(p.numel() for p in strategy.generator.parameters()),
-                  "load_avg_1m": round(os.getloadavg()[0], 2)})
+        timed(plain[:1])  # warm-up
+        dt = timed(plain[1:])
+        reg = timed([0])  # step 0 runs R1 (and path length when on)
+        plain_s.setdefault((preset, family), dt)
+        emit({"bench": "train_step", "family": family, "preset": preset, "recipe": recipe, "device": str(device),
+              "patch_px": n, "batch": b, "amp_bf16": amp, "s_per_step": round(dt, 3), "s_reg_step": round(reg, 3),
+              "images_per_s": round(b / dt, 2), "time_ratio": round(dt / plain_s[(preset, family)], 3),
+              "threads": torch.get_num_threads(),
+              "g_params": sum(p.numel() for p in strategy.generator.parameters()),
+              "load_avg_1m": round(os.getloadavg()[0], 2)})
 
 
 if __name__ == "__main__":

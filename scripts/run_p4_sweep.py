@@ -64,6 +64,27 @@ def sweep_config(data: Path, work: Path, augmentation: bool, checkpoints: dict[s
     return experiment_config_from_dict(doc, TOML.parent, path=TOML)
 
 
+#: The columns of the printed table: the segmenter's key metrics (SPEC §3).
+TABLE_METRICS = ("dice", "pixel_f1", "region_f1", "froc_auc", "luna_cpm")
+
+
+def markdown_table(doc: dict) -> str:
+    """Per condition: mean ± SD over folds of `TABLE_METRICS` and the average Friedman rank by
+    Dice (1 = best), baseline first."""
+    ranks = doc["sweep"]["metrics"].get("dice", {}).get("average_ranks", {})
+    lines = ["| condition | " + " | ".join(TABLE_METRICS) + " | mean rank (dice) |",
+             "| --- |" + " --- |" * (len(TABLE_METRICS) + 1)]
+    for condition in doc["conditions"]:
+        cells = []
+        for metric in TABLE_METRICS:
+            entry = doc["summary"][condition].get(metric, {})
+            cells.append(f"{entry['mean']:.3f} ± {entry['sd']:.3f}" if entry else "-")
+        rank = ranks.get(condition)
+        cells.append("-" if rank is None else f"{rank:.2f}")
+        lines.append(f"| {condition} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -93,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{time.monotonic() - t0:.0f} s; results {config.out_dir / 'results.json'}")
     for metric, entry in doc["sweep"]["metrics"].items():
         print(f"  {entry['summary']}  [{', '.join(entry.get('figures', []))}]")
+    table = markdown_table(doc)
+    (config.out_dir / "table.md").write_text(table, encoding="utf-8")
+    print("\n" + table, flush=True)
     return 0
 
 
