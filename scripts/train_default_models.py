@@ -315,9 +315,9 @@ SG_IMAGE_PX = 64
 #: (d_adv 0.09, real logits +3.5) and 60 min of B-SG gave saturated, textureless samples.
 #: M-SG translation only: a mask holds one small blob, which cutout hid about a quarter of the
 #: time, and with cutout M-SG drew only empty masks for its first 1,200 steps (real logits +7).
-#: B-SG and M-SG learn masks as tanh(signed distance / 1.5 px), read back exactly at > 0: with
+#: B-SG and M-SG learn masks as tanh(signed distance / 4 px), read back exactly at > 0: with
 #: sharp masks M-SG drew only empty masks (no gradient from "no blob" to "a blob"; stylegan2_losses.soft_mask).
-SG_MASK_SIGMA_PX = 1.5
+SG_MASK_SIGMA_PX = 4.0
 SG_DIFFAUGMENT = {"stylegan2-joint": ["translation", "cutout"], "stylegan2-mask": ["translation"],
                   "stylegan2-cond": ["translation", "cutout"]}
 SG_RUN = dict(seed=0, val_fraction=0.0, checkpoint_every=500, val_every=500, val_max_patches=64, sample_every=500,
