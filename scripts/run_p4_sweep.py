@@ -43,10 +43,12 @@ def latest(family: str) -> Path:
     return found.with_name(found.name.replace(".state.safetensors", ".safetensors"))
 
 
-def sweep_config(data: Path, work: Path, augmentation: bool, checkpoints: dict[str, Path], smoke: bool):
+def sweep_config(data: Path, work: Path, augmentation: bool, checkpoints: dict[str, Path], smoke: bool,
+                 control_epochs: int = 0):
     """The TOML's config with this run's dataset, output folder, arms and generator checkpoints."""
     from lesion_studio.core.public_datasets import build_node21_dataset
     from lesion_studio.models.experiments import experiment_config_from_dict
+    from lesion_studio.models.sweep_config import SWEEP_DEFAULTS
 
     dataset = work / "data" / "node21_ct_nodules_64"
     summary = build_node21_dataset(data / "node21_ct_nodules", dataset, series="heldout", pad_to_px=64, pad_hu=-1024)
@@ -61,6 +63,16 @@ def sweep_config(data: Path, work: Path, augmentation: bool, checkpoints: dict[s
     if smoke:
         doc["training"]["epochs"] = 1
         doc["sweep"]["generated_counts"] = [20, 50]
+    if control_epochs:
+        # the baseline alone, trained for `control_epochs`: adding N cases to ~170 real ones also
+        # adds optimizer steps per epoch, so a gain at 16 epochs may be a longer-training gain
+        del doc["sweep"]
+        doc["experiment"] |= {"out_dir": str((work / f"control-{name}-{control_epochs}ep").resolve()),
+                              "baseline": "baseline"}
+        doc["training"] |= {"epochs": control_epochs, **SWEEP_DEFAULTS}
+        doc["conditions"] = [{"name": "baseline" + ("_aug" if augmentation else ""),
+                              "classic_augmentation": augmentation}]
+        doc["experiment"]["baseline"] = doc["conditions"][0]["name"]
     return experiment_config_from_dict(doc, TOML.parent, path=TOML)
 
 
@@ -94,13 +106,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--msg", type=Path, default=None, help="stylegan2-mask checkpoint")
     parser.add_argument("--csg", type=Path, default=None, help="stylegan2-cond checkpoint")
     parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--control-epochs", type=int, default=0,
+                        help="run only the baseline, for this many epochs (the matched-steps control)")
     args = parser.parse_args(argv)
     from lesion_studio.models.experiments import ExperimentProgress, run_experiment
 
     checkpoints = {"bsg": args.bsg or latest("stylegan2-joint"), "msg": args.msg or latest("stylegan2-mask"),
                    "csg": args.csg or latest("stylegan2-cond")}
     print(json.dumps({k: str(v) for k, v in checkpoints.items()}), flush=True)
-    config = sweep_config(args.data, args.work, args.augmentation == "on", checkpoints, args.smoke)
+    config = sweep_config(args.data, args.work, args.augmentation == "on", checkpoints, args.smoke,
+                          args.control_epochs)
     t0 = time.monotonic()
 
     def progress(event: ExperimentProgress) -> None:
@@ -112,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"patient_isolation.leakage is {doc['patient_isolation']['leakage']!r}, not 'none'")
     print(f"\n{config.name} ({'with' if args.augmentation == 'on' else 'without'} spatial augmentation): "
           f"{time.monotonic() - t0:.0f} s; results {config.out_dir / 'results.json'}")
+    if "sweep" not in doc:  # the control: no ranks, the per-fold means
+        print(json.dumps({m: doc["summary"][config.baseline][m] for m in TABLE_METRICS}, indent=1))
+        return 0
     for metric, entry in doc["sweep"]["metrics"].items():
         print(f"  {entry['summary']}  [{', '.join(entry.get('figures', []))}]")
     table = markdown_table(doc)
