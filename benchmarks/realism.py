@@ -546,12 +546,13 @@ def auc(y, s) -> float:
     return float(roc_auc_score(y, s))
 
 
-def task_cnn(cnn, method, rng, epochs, seed, context_only=False):
+def task_cnn(cnn, method, rng, epochs, seed, context_only=False, value_range=(-1100.0, 500.0), blank_value=-800.0):
     """Series-grouped 5-fold CV of a small CNN, real (0) vs `method` insertions (1).
 
-    `context_only`: a control — every lesion (mask dilated by 3 px) is blanked to −800 HU in
-    both classes, so the CNN sees only the surroundings, crop placement and lesion outline; its
-    AUC is what the study design alone gives away."""
+    `context_only`: a control — every lesion (mask dilated by 3 px) is blanked to `blank_value`
+    (−800 HU) in both classes, so the CNN sees only the surroundings, crop placement and lesion
+    outline; its AUC is what the study design alone gives away. `value_range`: the classifier's
+    input range (HU by default; 0-255 for 8-bit images)."""
     from lesion_studio.models.realism_classifier import train_realism_classifier
 
     real, fake = cnn["real"], cnn[method]
@@ -561,15 +562,15 @@ def task_cnn(cnn, method, rng, epochs, seed, context_only=False):
     if context_only:
         masks = np.stack([m for _, m, _ in real] + [m for _, m, _ in fake])
         blank = np.stack([ndimage.binary_dilation(m, iterations=3) for m in masks])
-        x = np.where(blank, np.float32(-800.0), x)
+        x = np.where(blank, np.float32(blank_value), x)
     uniq = np.array(sorted(set(groups)))
     fold_of = dict(zip(uniq, rng.permutation(len(uniq)) % 5))
     folds = np.array([fold_of[g] for g in groups])
     scores = np.zeros(len(y))
     t0 = time.perf_counter()
-    for k in range(5):  # HU clipped to [-1100, 500] inside the classifier
+    for k in range(5):  # clipped to value_range inside the classifier
         tr, te = folds != k, folds == k
-        clf = train_realism_classifier(x[tr], y[tr], epochs=epochs, seed=seed + k)
+        clf = train_realism_classifier(x[tr], y[tr], epochs=epochs, seed=seed + k, value_range=tuple(value_range))
         scores[te] = clf.logits(x[te])
     point = auc(y, scores)
     boots = []

@@ -21,6 +21,11 @@ Tasks (`--task`):
   stylegan2-mask | stylegan2-cond`) on every slice of the same library series, padded from 50²
   to 64² with air, CPU-64 preset; resumable (`--minutes` bounds a session). No `--ship`: the
   generated cases serve the sweep experiments, not the preview.
+- `stone-inpaint` (real data, issue 13): kidney-stone inpainting (texture family, objective
+  "inpaint") on `kidney_stones_ct/`, holes = the stone masks plus a 2 px rim, sessions split by
+  `kidney_stone_split` (its held-out 20 % never seen); `--adversarial-weight W` adds an LSGAN
+  term (own run folder). Measured, not shipped: it loses to the classical `real-stone` family
+  on `benchmarks/stone_realism.py`, so it has no `--ship`.
 - `demo` (no data needed): the small phantom-trained demo models of
   `lesion_studio/resources/models/demo_*` (synthetic anatomy, not patients), as before.
 
@@ -345,6 +350,82 @@ def train_ct_stylegan2(args) -> int:
     return run_training(args, work, family, model, SG_RUN)
 
 
+#: Kidney stones (issue 13, P0's real-data row): TEZ_ROI_AUG coronal CT slices, 8-bit display
+#: values (no HU, no spacing). Patients are acquisition sessions; `kidney_stone_split` (a sha256
+#: of the session id) holds out 20 % of them for the realism benchmark (`benchmarks/stone_realism.py`).
+STONE_DIR = "kidney_stones_ct"
+#: The CT nodule inpainter's small texture generator on P0's 3x context crop (resized to 32²):
+#: stones are 4-36 px boxes (median ~10 px), so a 32² crop keeps them near native size.
+STONE_INPAINT_MODEL = dict(CT_INPAINT_MODEL)
+
+STONE_INPAINT_RUN = dict(CT_REMOVAL_RUN, value_range=[0.0, 255.0])  # 8-bit display values
+
+
+def build_stone_dataset(data: Path, work: Path) -> dict:
+    """The kidney-stone dataset (`build_kidney_stones_dataset`, all sessions, in `work/all`) and
+    its training view in `work/dataset`: stone slices of the train and val sessions only, images
+    hard-linked (copied where links fail), masks with their rim (`stone_mask_with_rim`). Returns the
+    training view's summary."""
+    import os
+    import shutil
+
+    from lesion_studio.core.public_datasets import (
+        KIDNEY_STONE_SPLIT, STONE_RIM_PX, build_kidney_stones_dataset, kidney_stone_split, stone_mask_with_rim,
+    )
+
+    full = work / "all"
+    build_kidney_stones_dataset(data / STONE_DIR, full)
+    doc = json.loads((full / "dataset.json").read_text())
+    sessions = sorted({c["patient_id"] for c in doc["cases"]})
+    split = {p: kidney_stone_split(p) for p in sessions}
+    cases = [dict(c, split=split[c["patient_id"]]) for c in doc["cases"]
+             if c["has_lesion"] and split[c["patient_id"]] != "test"]
+    held = sorted(p for p in sessions if split[p] == "test")
+    assert not ({c["patient_id"] for c in cases} & set(held)), "a held-out session reached the training set"
+    summary = {"source": STONE_DIR, "sessions": len(sessions), "train_sessions": sum(v == "train" for v in split.values()),
+               "val_sessions": sum(v == "val" for v in split.values()), "heldout_sessions": len(held),
+               "cases": len(cases), "split": f"split_of(session, val={KIDNEY_STONE_SPLIT['val']}, test={KIDNEY_STONE_SPLIT['test']})",
+               "dataset_sha256": doc["build_summary"]["images_sha256"], "mask_rim_px": STONE_RIM_PX}
+    folder = work / "dataset"
+    index = folder / "dataset.json"
+    if index.is_file() and json.loads(index.read_text()).get("build_summary") == summary:
+        return summary
+    for sub in ("images", "masks"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    import cv2
+
+    for case in cases:
+        src, dst = full / case["image"], folder / case["image"]
+        if not dst.exists():
+            try:
+                os.link(src, dst)
+            except OSError:
+                shutil.copyfile(src, dst)
+        mask = cv2.imread(str(full / case["mask"]), cv2.IMREAD_UNCHANGED) > 0
+        cv2.imwrite(str(folder / case["mask"]), stone_mask_with_rim(mask).astype(np.uint8))
+    shutil.copyfile(full / "ATTRIBUTION.md", folder / "ATTRIBUTION.md")
+    index.write_text(json.dumps(dict(doc, cases=cases, build_summary=summary, description=(
+        doc["description"] + f" Training view: stone slices of the train/val sessions; the {len(held)} held-out "
+        "sessions of the realism benchmark are excluded.")), indent=1))
+    return summary
+
+
+#: `--adversarial-weight W`: the same generator with an LSGAN PatchGAN term at weight W (a
+#: 32-channel, 3-layer D: 4² logits on a 32² patch), against L1's conditional mean.
+STONE_ADVERSARIAL_D = dict(disc_channels=32, disc_layers=3)
+
+
+def train_stone_inpaint(args) -> int:
+    model = dict(STONE_INPAINT_MODEL)
+    work = args.work / "stone-inpaint"
+    if args.adversarial_weight:
+        model |= dict(STONE_ADVERSARIAL_D, adversarial_weight=args.adversarial_weight)
+        work = args.work / f"stone-inpaint-adv{args.adversarial_weight:g}"
+    summary = build_stone_dataset(args.data, work)
+    print(json.dumps({"dataset": summary, "model": model}), flush=True)
+    return run_training(args, work, "texture", model, STONE_INPAINT_RUN)
+
+
 def train_ct_shape(args) -> int:
     work = args.work / "ct-shape"
     summary = build_ct_shape_dataset(args.data, work / "dataset")
@@ -647,12 +728,13 @@ REAL_DATA_TASKS = {
     "ct-inpaint": (train_ct_inpaint, None, 4000),
     "ct-shape": (train_ct_shape, ship_ct_shape, 8000),
     "ct-stylegan2": (train_ct_stylegan2, None, 20000),
+    "stone-inpaint": (train_stone_inpaint, None, 4000),
 }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", choices=("demo", "ct-removal", "ct-inpaint", "ct-shape", "ct-stylegan2"), default=None,
+    parser.add_argument("--task", choices=("demo", *REAL_DATA_TASKS), default=None,
                         help="default: ct-removal when --data is given, else demo")
     parser.add_argument("--data", type=Path, default=None, help="the shared real-data folder (../shared/data)")
     parser.add_argument("--family", default=None, help="generator family (ct-removal: texture)")
@@ -663,6 +745,8 @@ def main() -> int:
     parser.add_argument("--cases", type=int, default=60, help="demo: phantom cases")
     parser.add_argument("--out", type=Path, default=ROOT / "lesion_studio" / "resources" / "models")
     parser.add_argument("--only", nargs="*", default=None, help="demo: model names")
+    parser.add_argument("--adversarial-weight", type=float, default=0.0,
+                        help="stone-inpaint: add an adversarial term at this weight (its own run folder)")
     parser.add_argument("--ship", action="store_true",
                         help="copy the selected checkpoint + card to --out (needs --realism)")
     parser.add_argument("--realism", type=Path, default=None,

@@ -74,6 +74,9 @@ DATA_ATTRIBUTION_HTML = (
     "et al., NODE21, IEEE TMI 2024. The authors acknowledge the National Cancer Institute and the "
     "Foundation for the National Institutes of Health and their critical role in the creation of "
     "the free publicly available LIDC/IDRI Database. Full text: resources/nodules/ATTRIBUTION.md."
+    "<br><br><b>Real-stone library</b>: kidney stones from the TEZ_ROI_AUG coronal CT slices (Roboflow, "
+    "CC BY 4.0 as declared by the uploader), images like Yildirim et al., Comput Biol Med 135:104569, "
+    "2021. Full text: resources/stones/ATTRIBUTION.md."
 )
 
 

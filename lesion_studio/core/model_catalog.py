@@ -31,6 +31,7 @@ MODES_BY_FAMILY: dict[str, tuple[str, ...]] = {
     "telea": ("remove",),
     "navier-stokes": ("remove",),
     "real-nodule": ("inpaint",),
+    "real-stone": ("inpaint",),
 }
 #: Families that draw lesion shapes (P3's DCGAN, P4's M-SG): the shape picker's "generator" source.
 SHAPE_FAMILIES: tuple[str, ...] = ("shape", "stylegan2-mask")
@@ -47,6 +48,10 @@ CLASSICAL_MODELS: tuple[tuple[str, str], ...] = (
                     "projected along the beam in radiographs (NODE21 generation baseline). Each "
                     "nodule brings its own shape: the shape picker is not used, the cursor outline "
                     "is a circle of the requested diameter."),
+    ("real-stone", "Real kidney stones (TEZ_ROI_AUG coronal CT; bundled library, never the benchmark's "
+                   "held-out sessions): the stone nearest in size keeps its own intensity profile, "
+                   "resampled into the chosen outline and added to the tissue there. Beats the learned "
+                   "stone inpainter on held-out stones (docs/models.md)."),
     ("auto-fill", "The best classical fill per case (benchmarks/realism.py): the texture fill for "
                   "radiographs and CT holes over 24 px, Navier-Stokes for smaller CT holes."),
     ("texture-fill", "A smooth biharmonic base plus the fine texture of a nearby donor region, "

@@ -196,6 +196,29 @@ def split_of(patient: str, val: float = 0.15, test: float = 0.15) -> str:
     return "test" if u < test else "val" if u < test + val else "train"
 
 
+#: The kidney-stone sessions every default model and benchmark split alike: `test` sessions are
+#: held out for the realism benchmark and never trained on (`kidney_stone_split`).
+KIDNEY_STONE_SPLIT = {"val": 0.15, "test": 0.20}
+
+
+def kidney_stone_split(session: str) -> str:
+    """`train`, `val` or `test` (held out) for a kidney-stone session id: `split_of` with
+    KIDNEY_STONE_SPLIT, so a benchmark recomputes the training script's split from the id alone."""
+    return split_of(session, val=KIDNEY_STONE_SPLIT["val"], test=KIDNEY_STONE_SPLIT["test"])
+
+
+#: Stone masks are Otsu-tight (STONE_MASK_RULE): the stone's bright partial-volume rim lies 1-2 px
+#: outside them. A generator trained on those holes learned "the rim is already in the context,
+#: fill the core" and painted 3 px dots into a stone-free background (the held-out contact sheet
+#: at step 2,000), so synthesis and its benchmark use the mask with the rim.
+STONE_RIM_PX = 2
+
+
+def stone_mask_with_rim(mask: np.ndarray, rim_px: int = STONE_RIM_PX) -> np.ndarray:
+    """A stone mask grown by its partial-volume rim (`rim_px`, 8-connected dilation)."""
+    return ndimage.binary_dilation(np.asarray(mask, bool), structure=np.ones((3, 3), bool), iterations=rim_px)
+
+
 # -- NODE21 CT nodules ----------------------------------------------------------------------
 def _load_node21(npz_path: Path) -> dict[str, np.ndarray]:
     _require_file(npz_path, "the NODE21 axial nodule patches")

@@ -5,6 +5,7 @@ splits or folds, masks stay inside their boxes, and bad input is refused naming 
 from __future__ import annotations
 
 import csv
+import importlib.util
 from pathlib import Path
 
 import cv2
@@ -13,9 +14,11 @@ import pytest
 
 from lesion_studio.core.classical.nodule_library import heldout_series_uids
 from lesion_studio.core.dataset import load_dataset
+from lesion_studio.core import public_datasets
 from lesion_studio.core.errors import ConfigError
 from lesion_studio.core.public_datasets import (
-    acquisition_sessions, box_slices, build_kidney_stones_dataset, build_node21_dataset, stone_mask,
+    KIDNEY_STONE_SPLIT, acquisition_sessions, box_slices, build_kidney_stones_dataset, build_node21_dataset,
+    kidney_stone_split, stone_mask,
 )
 from lesion_studio.models.experiments import patient_folds
 
@@ -178,6 +181,48 @@ def test_kidney_masks_lie_inside_boxes_and_sessions_keep_groups_together(tmp_pat
     by_group = build_kidney_stones_dataset(src, tmp_path / "by_group", patient_proxy="group")
     assert by_group["patients"] == 4
     assert all(c.patient_id == c.extra["group"] for c in load_dataset(tmp_path / "by_group").cases)
+
+
+def _train_script():
+    path = Path(__file__).resolve().parents[2] / "scripts" / "train_default_models.py"
+    spec = importlib.util.spec_from_file_location("train_default_models", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_kidney_stone_split_holds_out_a_stable_fifth_of_sessions():
+    ids = [f"session-{i}" for i in range(2000)]
+    splits = [kidney_stone_split(s) for s in ids]
+    assert splits == [kidney_stone_split(s) for s in ids]          # a function of the id alone
+    share = {name: splits.count(name) / len(ids) for name in ("train", "val", "test")}
+    assert abs(share["test"] - KIDNEY_STONE_SPLIT["test"]) < 0.03
+    assert abs(share["val"] - KIDNEY_STONE_SPLIT["val"]) < 0.03
+
+
+def test_stone_training_view_never_holds_a_heldout_session(tmp_path, monkeypatch):
+    """The stone inpainter's training data (scripts/train_default_models.py --task stone-inpaint):
+    stone slices of train/val sessions only, every file present, split as kidney_stone_split says."""
+    script = _train_script()
+    src = _kidney(tmp_path / "data" / "kidney_stones_ct")
+    build_kidney_stones_dataset(src, tmp_path / "probe")
+    first = sorted({c.patient_id for c in load_dataset(tmp_path / "probe").cases})[0]
+    # three sessions are too few for the 20 % hash split: hold out the first, whatever its hash says
+    monkeypatch.setattr(public_datasets, "kidney_stone_split", lambda s: "test" if s == first else "train")
+    summary = script.build_stone_dataset(tmp_path / "data", tmp_path / "work")
+    view = load_dataset(tmp_path / "work" / "dataset")
+    assert view.cases and all(c.patient_id != first for c in view.cases)
+    assert all(c.has_lesion and c.split == "train" for c in view.cases)
+    expected = {c.case_id for c in load_dataset(tmp_path / "probe").cases if c.has_lesion and c.patient_id != first}
+    assert {c.case_id for c in view.cases} == expected
+    assert summary["heldout_sessions"] == 1 and summary["cases"] == len(expected)
+    probe = {c.case_id: c for c in load_dataset(tmp_path / "probe").cases}
+    probe_ds = load_dataset(tmp_path / "probe")
+    for case in view.cases:                                         # the training holes carry the 2 px rim
+        tight, trained = probe_ds.read_mask(probe[case.case_id]), view.read_mask(case)
+        assert (trained | ~tight).all() and trained.sum() > tight.sum()
+    assert "kidney test slices" in (tmp_path / "work" / "dataset" / "ATTRIBUTION.md").read_text()
+    assert script.build_stone_dataset(tmp_path / "data", tmp_path / "work") == summary  # idempotent
 
 
 def test_kidney_bad_input_names_the_file(tmp_path):

@@ -4,7 +4,9 @@
   inpainting on the image's own values; `FillBackend("texture")` (family "texture-fill") fills
   it with a smooth biharmonic base plus real texture from a nearby donor region;
 - `RealNoduleBackend`: inserts a real LIDC nodule from the bundled library, in HU into CT
-  (SPEC §4.2) or as a projected template into a radiograph (SPEC §4.3).
+  (SPEC §4.2) or as a projected template into a radiograph (SPEC §4.3);
+- `RealStoneBackend`: adds a real kidney stone's contrast (bundled stone library, P0's task)
+  inside the requested outline.
 """
 
 from __future__ import annotations
@@ -17,6 +19,13 @@ import numpy as np
 from lesion_studio.core.classical.ct_insertion import insert_ct_nodule
 from lesion_studio.core.classical.fill import fill_hole
 from lesion_studio.core.classical.nodule_library import NoduleLibrary, bundled_library
+from lesion_studio.core.classical.stone_library import (
+    SOURCE_SPAN,
+    StoneLibrary,
+    bundled_stone_library,
+    contrast_scale,
+    paste_stone,
+)
 from lesion_studio.core.classical.radiograph_insertion import (
     ASSUMED_FIELD_MM,
     insert_radiograph_nodule,
@@ -29,7 +38,7 @@ if TYPE_CHECKING:
     from lesion_studio.core.mask_bank import MaskBank
     from lesion_studio.core.synthesis_plan import SynthesisPlan
 
-CLASSICAL_FAMILIES = ("auto-fill", "telea", "navier-stokes", "texture-fill", "real-nodule")
+CLASSICAL_FAMILIES = ("auto-fill", "telea", "navier-stokes", "texture-fill", "real-nodule", "real-stone")
 #: Fill method of each fill family ("texture" is taken by the learned texture generator).
 _FILL_FAMILIES = {"telea": "telea", "navier-stokes": "navier-stokes", "texture-fill": "texture", "auto-fill": "auto"}
 #: `auto-fill` uses Navier-Stokes for CT holes up to this area-equivalent diameter (px) — where
@@ -177,6 +186,52 @@ class RealNoduleBackend:
         raise ConfigError(f"unknown image kind {patch.image_kind!r}; expected one of {IMAGE_KINDS}")
 
 
+class RealStoneBackend:
+    """Insertion of real kidney stones from the bundled stone library (P0's task): the stone
+    nearest in area to the requested outline (one of `DONOR_POOL`, by the plan's seed) keeps
+    its own intensity profile, resampled onto the outline and added to the tissue there.
+
+    Unlike real-nodule, it takes the requested shape (drawn, bank, generator): the library's
+    stones are small and mostly round, and the benchmark compares at the real stones' outlines."""
+
+    family = "real-stone"
+    modes: tuple[str, ...] = ("inpaint",)
+    learned: bool = False
+
+    def __init__(self, library: StoneLibrary | None = None) -> None:
+        self.library = library if library is not None else bundled_stone_library()
+        self.identity: dict[str, Any] = {
+            "family": self.family, "classical": True,
+            "library_file": self.library.path.name,
+            "library_sha256": self.library.sha256,
+            "library_count": len(self.library),
+            "blend": "the stone's contrast over its own background, added under a softened outline; "
+                     "8-bit display units, scaled to the image's robust span / 255 outside 0-255",
+        }
+
+    def patch_geometry(self, plan: "SynthesisPlan") -> tuple[int, float]:
+        """Three mask crops of context plus a margin, at native scale."""
+        return _native_geometry(plan)
+
+    def shape_bank(self, image_kind: str) -> None:
+        return None
+
+    def fill(self, patches: Sequence[Patch]) -> list[np.ndarray]:
+        """Each patch with a real stone added over its footprint."""
+        return [self._fill_one(p) for p in patches]
+
+    def _fill_one(self, patch: Patch) -> np.ndarray:
+        if not np.any(patch.footprint):
+            return np.asarray(patch.pixels, dtype=np.float32).copy()
+        plan = patch.plan
+        index = self.library.nearest(int(patch.footprint.sum()), patch.seed)
+        contrast, outline = self.library.stone(index)
+        scale = contrast_scale(patch.image_range)
+        return paste_stone(patch.pixels, patch.footprint, contrast, outline, scale=scale,
+                           rotation_deg=plan.rotation_deg, flip_vertical=plan.flip_vertical,
+                           flip_horizontal=plan.flip_horizontal, ceiling=SOURCE_SPAN if scale == 1.0 else None)
+
+
 def _footprint_diameter_mm(patch: Patch) -> float:
     """The footprint's diameter in mm; without a spacing, a chest field of ~400 mm is assumed."""
     spacing = patch.spacing_mm
@@ -187,10 +242,12 @@ def _footprint_diameter_mm(patch: Patch) -> float:
     return moment_diameter(patch.footprint, spacing)
 
 
-def classical_backend(family: str) -> FillBackend | RealNoduleBackend:
+def classical_backend(family: str) -> FillBackend | RealNoduleBackend | RealStoneBackend:
     """The classical backend of a family name in `CLASSICAL_FAMILIES`."""
     if family in _FILL_FAMILIES:
         return FillBackend(_FILL_FAMILIES[family])
     if family == "real-nodule":
         return RealNoduleBackend()
+    if family == "real-stone":
+        return RealStoneBackend()
     raise ConfigError(f"unknown classical family {family!r}; expected one of {CLASSICAL_FAMILIES}")
