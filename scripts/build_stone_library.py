@@ -6,7 +6,8 @@ keeps the sessions that `kidney_stone_split` puts in `train` or `val` (never `te
 held-out sessions of `benchmarks/stone_realism.py`), and writes
 
 - `lesion_studio/resources/stones/real_stones.npz`: every stone outline of at least
-  MIN_STONE_AREA_PX (grown by its 2 px rim) as its contrast over its own background
+  MIN_STONE_AREA_PX (grown by its 2 px rim) whose peak rises MIN_STONE_PEAK above its
+  background, as its contrast over its own background
   (`stone_contrast`, uint8 display units) and its outline, ragged, with its case and session;
 - `lesion_studio/resources/stones/ATTRIBUTION.md`: the source's attribution plus what was derived.
 
@@ -35,13 +36,14 @@ def build(data: Path, out_dir: Path) -> dict:
     import cv2
 
     from lesion_studio.core.classical.stone_library import (
-        LIBRARY_FORMAT, MIN_STONE_AREA_PX, stone_contrast, stone_outlines,
+        LIBRARY_FORMAT, MIN_STONE_AREA_PX, MIN_STONE_PEAK, stone_contrast, stone_outlines,
     )
     from lesion_studio.core.public_datasets import (
         KIDNEY_STONE_SPLIT, STONE_RIM_PX, build_kidney_stones_dataset, kidney_stone_split,
     )
 
     contrast, outlines, shapes, names, sessions = [], [], [], [], []
+    too_faint = 0
     with tempfile.TemporaryDirectory() as tmp:
         ds = Path(tmp) / "kidney_stones_ct"
         summary = build_kidney_stones_dataset(data / "kidney_stones_ct", ds)
@@ -58,7 +60,11 @@ def build(data: Path, out_dir: Path) -> dict:
                 r0, r1 = max(rows[0] - MARGIN_PX, 0), min(rows[-1] + 1 + MARGIN_PX, outline.shape[0])
                 c0, c1 = max(cols[0] - MARGIN_PX, 0), min(cols[-1] + 1 + MARGIN_PX, outline.shape[1])
                 crop, crop_outline = image[r0:r1, c0:c1], outline[r0:r1, c0:c1]
-                contrast.append(np.clip(np.rint(stone_contrast(crop, crop_outline)), 0, 255).astype(np.uint8))
+                stone = np.clip(np.rint(stone_contrast(crop, crop_outline)), 0, 255).astype(np.uint8)
+                if stone[crop_outline].max() < MIN_STONE_PEAK:  # not hyperdense: tissue, not a stone
+                    too_faint += 1
+                    continue
+                contrast.append(stone)
                 outlines.append(crop_outline.astype(np.uint8))
                 shapes.append(crop.shape)
                 names.append(f"{case['id']}#{k}")
@@ -71,7 +77,7 @@ def build(data: Path, out_dir: Path) -> dict:
         "split": f"kidney_stone_split: sessions in 'train' or 'val' of split_of(session, {KIDNEY_STONE_SPLIT})",
         "outline": f"Otsu stone mask component >= {MIN_STONE_AREA_PX} px, dilated by {STONE_RIM_PX} px (rim)",
         "contrast": "crop minus its Navier-Stokes-filled outline, clipped at 0, rounded to uint8",
-        "margin_px": MARGIN_PX, "dataset_images_sha256": summary["images_sha256"],
+        "min_peak": MIN_STONE_PEAK, "left_out_too_faint": too_faint, "margin_px": MARGIN_PX, "dataset_images_sha256": summary["images_sha256"],
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / "real_stones.npz", "wb") as fh:

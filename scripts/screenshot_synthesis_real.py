@@ -207,8 +207,8 @@ def _sheet(pairs: list[list[np.ndarray]], size: int = 360, gap: int = 6) -> np.n
     return np.vstack(out)
 
 
-def main() -> int:
-    import cv2
+def main_window():
+    """`(app, window)`: the main window, dark theme, 1500 x 950, shown (offscreen)."""
     from PySide6.QtWidgets import QApplication
 
     from lesion_studio.app.main_window import MainWindow
@@ -219,12 +219,24 @@ def main() -> int:
     window = MainWindow(offer_recovery=False)
     window.resize(1500, 950)
     window.show()
+    return app, window
+
+
+def close(app, window) -> None:
+    """Close the window, dropping the work (no "discard unsaved changes?" dialog offscreen)."""
+    window.ask_unsaved_changes = lambda: "discard"
+    window.close()
+    app.processEvents()
+
+
+def main() -> int:
+    import cv2
+
+    app, window = main_window()
     with tempfile.TemporaryDirectory() as folder:
         pairs = _radiograph(app, window)
         pairs.append(_ct(app, window, Path(folder)))
-        window.ask_unsaved_changes = lambda: "discard"
-        window.close()
-        app.processEvents()
+        close(app, window)
     cv2.imwrite(str(DOCS / "synthesis_real_before_after.png"), _sheet(pairs))
     return 0
 

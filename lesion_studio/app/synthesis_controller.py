@@ -257,7 +257,9 @@ class SynthesisController(QObject):
         return True
 
     def choose_model(self, stem: str) -> None:
+        """Use the catalog entry `stem` (none when absent or unusable); the selector follows."""
         self.model = next((m for m in self.catalog if str(m.stem) == stem and not m.problem), None)
+        self.panel.show_model(str(self.model.stem) if self.model else "")
         if self.model is None:
             self.panel.show_model_info("No model loaded: add a checkpoint to preview synthetic lesions.")
         elif not self.model.serves(self.mode):

@@ -265,6 +265,14 @@ class SynthesisPanel(QGroupBox):
             index = self.model_combo.findData(current)
             self.model_combo.setCurrentIndex(max(index, 0))
 
+    def show_model(self, stem: str) -> None:
+        """Select `stem` in the model selector without emitting `modelChosen` (the controller
+        chose it: from code, or after a mode switch)."""
+        index = self.model_combo.findData(stem)
+        if index >= 0 and index != self.model_combo.currentIndex():
+            with QSignalBlocker(self.model_combo):
+                self.model_combo.setCurrentIndex(index)
+
     def show_model_info(self, text: str) -> None:
         """The first line (family, modes, or why the model does not fit); all of it as a tooltip."""
         self.model_info.setText(text.split("\n", 1)[0])

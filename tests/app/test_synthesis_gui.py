@@ -523,3 +523,24 @@ def test_context_box_on_a_small_patch_is_clipped_and_its_padding_drawn_apart(win
     rect = syn.crop_rect.rect()
     assert (rect.left(), rect.top(), rect.width(), rect.height()) == (box.col0, box.row0, box.width, box.height)
     assert syn.crop_padding.path().isEmpty() and not syn.crop_padding.isVisible()
+
+
+def test_real_stone_is_listed_and_previews_a_stone_on_a_kidney_slice(window, qtbot, open_and_wait) -> None:
+    """The classical stone family, picked from code: the selector shows it, the shape picker
+    stays (it takes the picked outline), and a click adds a hyperdense stone on a held-out
+    kidney-stone CT slice (8-bit, no spacing: sizes in px)."""
+    open_and_wait(window, Path(__file__).resolve().parents[1] / "data" / "kidney_stone_ks0057.png")
+    syn, panel = window.synthesis, window.synthesis_panel
+    syn.set_mode("inpaint")
+    syn.choose_model("real-stone")
+    assert panel.model_combo.currentData() == "real-stone"                 # the selector follows the controller
+    assert syn.shapes_used()
+    syn.set_size(10.0)
+    original = window.state.image.pixels.copy()
+    with qtbot.waitSignal(syn.previewShown, timeout=60_000):
+        syn.request_preview((195.0, 120.0))                                  # the right kidney's sinus
+    result = syn.preview.results[0]
+    footprint = result.plan.footprint_image()
+    assert result.provenance["model"]["family"] == "real-stone"
+    assert (result.image - original)[footprint].max() >= 40                 # the stone rises above the tissue
+    assert result.image.max() <= 255.0

@@ -15,7 +15,6 @@ mask. Two 2D views feed the classical inserters:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -23,7 +22,9 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from lesion_studio.core.classical.library_file import read_library_npz
 from lesion_studio.core.errors import MaskError
+from lesion_studio.core.hashing import sha256_file
 from lesion_studio.core.mask_bank import MaskBank
 
 RESOURCE_DIR = Path(__file__).resolve().parents[2] / "resources" / "nodules"
@@ -194,24 +195,8 @@ class NoduleLibrary:
     def load(cls, path: str | Path | None = None) -> "NoduleLibrary":
         """Read a library file (default: the bundled one); MaskError naming the file otherwise."""
         path = Path(path) if path is not None else DEFAULT_LIBRARY_PATH
-        if not path.is_file():
-            raise MaskError(
-                "the real-nodule library is missing; rebuild it with scripts/build_nodule_library.py",
-                path,
-            )
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                missing = _KEYS - set(npz.files)
-                if missing:
-                    raise MaskError(f"not a nodule library: missing {sorted(missing)}", path)
-                data = {k: npz[k] for k in _KEYS}
-            meta = json.loads(str(data["meta"]))
-        except MaskError:
-            raise
-        except (OSError, ValueError, KeyError, EOFError, json.JSONDecodeError) as exc:
-            raise MaskError(f"cannot read the nodule library: {exc}", path) from exc
-        if meta.get("format") != LIBRARY_FORMAT:
-            raise MaskError(f"not a nodule library (format {meta.get('format')!r})", path)
+        data, _ = read_library_npz(path, _KEYS, LIBRARY_FORMAT, "real-nodule library",
+                                   "scripts/build_nodule_library.py")
         n = len(data["names"])
         offsets, shapes = data["offsets"], data["shapes"]
         if (len(offsets) != n + 1 or shapes.shape != (n, 3) or len(data["series_uids"]) != n
@@ -227,11 +212,7 @@ class NoduleLibrary:
     @cached_property
     def sha256(self) -> str:
         """Hash of the library file, for provenance."""
-        digest = hashlib.sha256()
-        with open(self.path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+        return sha256_file(self.path)
 
     def _check(self, index: int) -> int:
         if not 0 <= int(index) < len(self):

@@ -1,0 +1,36 @@
+"""Reading the bundled real-lesion libraries (`real_nodules.npz`, `real_stones.npz`): plain
+arrays in one `.npz` (never pickles) with a JSON `meta` naming the format."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from lesion_studio.core.errors import MaskError
+
+
+def read_library_npz(path: Path, keys: Iterable[str], library_format: str, what: str,
+                     build_script: str) -> tuple[dict[str, np.ndarray], dict]:
+    """`(arrays, meta)` of a library file holding `keys` and `meta["format"] == library_format`;
+    MaskError naming the file (and, when it is missing, the script that builds it) otherwise.
+    `what` names the library in messages ("nodule library")."""
+    keys = set(keys) | {"meta"}
+    if not path.is_file():
+        raise MaskError(f"the {what} is missing; rebuild it with {build_script}", path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = keys - set(npz.files)
+            if missing:
+                raise MaskError(f"not a {what}: missing {sorted(missing)}", path)
+            data = {k: npz[k] for k in keys}
+        meta = json.loads(str(data["meta"]))
+    except MaskError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, json.JSONDecodeError) as exc:
+        raise MaskError(f"cannot read the {what}: {exc}", path) from exc
+    if not isinstance(meta, dict) or meta.get("format") != library_format:
+        raise MaskError(f"not a {what} (format {meta.get('format') if isinstance(meta, dict) else meta!r})", path)
+    return data, meta
