@@ -329,7 +329,8 @@ class BatchExporter:
         for key in ("inpaint_checkpoint", "remove_checkpoint", "outpaint_checkpoint", "shape_checkpoint"):
             stem = getattr(c, key)
             if isinstance(stem, str):  # a classical method: its name (and the bundled data's hash)
-                settings[key] = stem if stem != "real-nodule" else f"real-nodule:{_nodule_library_sha256()}"
+                data = _classical_data_sha256(stem)
+                settings[key] = stem if data is None else f"{stem}:{data}"
                 continue
             weights = None if stem is None else stem.with_name(stem.name + ".safetensors")
             settings[key] = manifest.sha256_file(weights) if weights is not None and weights.is_file() else None
@@ -399,9 +400,15 @@ def _describe_method(role: str, identity: dict) -> str:
             f"(weights sha256 {str(identity.get('weights_sha256', ''))[:16]})")
 
 
-def _nodule_library_sha256() -> str:
-    from lesion_studio.core.classical.nodule_library import DEFAULT_LIBRARY_PATH as path
+def _classical_data_sha256(family: str) -> str | None:
+    """The hash of the bundled data a classical family pastes from (its lesion library), None
+    for the fills: a rebuilt library changes every insertion, so resumed items must not mix."""
+    from lesion_studio.core.classical.nodule_library import DEFAULT_LIBRARY_PATH as nodules
+    from lesion_studio.core.classical.stone_library import DEFAULT_LIBRARY_PATH as stones
 
+    path = {"real-nodule": nodules, "real-stone": stones}.get(family)
+    if path is None:
+        return None
     return manifest.sha256_file(path) if path.is_file() else "missing"
 
 

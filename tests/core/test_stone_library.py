@@ -97,3 +97,11 @@ def test_real_stone_engine_inserts_into_a_held_out_slice() -> None:
     drawn = engine(removed, SynthesisRequest(mode="inpaint", centre_rc=request.centre_rc,
                                              mask_source=MaskSource("drawn"), seed=5), source_mask=outline)
     assert drawn.plan.footprint_image().sum() == outline.sum()               # a drawn shape is taken as drawn
+
+
+def test_batch_export_fingerprints_the_stone_library() -> None:
+    """A rebuilt library changes every insertion: batch export's resume fingerprint holds its hash."""
+    from lesion_studio.models.batch_export import _classical_data_sha256
+
+    assert _classical_data_sha256("real-stone") == bundled_stone_library().sha256
+    assert _classical_data_sha256("telea") is None
