@@ -61,7 +61,8 @@ LUNG_BOXES = {
     "00000001_000.png": [(110, 330, 110, 220), (110, 250, 300, 410)],
     "00027426_000.png": [(100, 330, 120, 230), (100, 300, 310, 410)],
 }
-FILL_METHODS = ("telea", "navier-stokes", "ring-mean", "texture-fill", "auto-fill", "demo-texture", "learned-ct-removal")
+FILL_METHODS = ("telea", "navier-stokes", "ring-mean", "texture-fill", "auto-fill", "demo-texture", "learned-ct-removal",
+                "learned-rg-removal")
 INSERT_METHODS = ("real-nodule", "demo-texture", "learned-ct-inpaint")
 CT_ONLY_METHODS = ("learned-ct-removal", "learned-ct-inpaint")
 
@@ -211,7 +212,8 @@ def radiograph_centres(rg: dict, n: int, radius_px: np.ndarray, rng) -> list[tup
 
 # ------------------------------------------------------------------------------ engines
 def load_engines(ct_removal_checkpoint: Path | None = LEARNED_CT_REMOVAL,
-                 ct_inpaint_checkpoint: Path | None = LEARNED_CT_INPAINT):
+                 ct_inpaint_checkpoint: Path | None = LEARNED_CT_INPAINT,
+                 rg_removal_checkpoint: Path | None = None):
     from lesion_studio.models.inference import load_synthesizer
 
     engines = {name: load_synthesizer(name) for name in ("telea", "navier-stokes", "texture-fill", "auto-fill", "real-nodule")}
@@ -226,11 +228,20 @@ def load_engines(ct_removal_checkpoint: Path | None = LEARNED_CT_REMOVAL,
         engines["learned-ct-removal"] = load_synthesizer(ct_removal_checkpoint)
     if ct_inpaint_checkpoint is not None and Path(str(ct_inpaint_checkpoint) + ".json").is_file():
         engines["learned-ct-inpaint"] = load_synthesizer(ct_inpaint_checkpoint)
+    # radiographs only, and only on the images it did not train on (`RG_REMOVAL_TRAINED_ON`)
+    if rg_removal_checkpoint is not None:
+        engines["learned-rg-removal"] = load_synthesizer(rg_removal_checkpoint)
     return engines
 
 
-def run_removal(engines, image, hole, spacing, modality):
-    """Every fill method on the same engine hole; returns {method: image}, footprint."""
+#: The radiograph removal model (scripts/train_default_models.py --task cxr-removal) trains on
+#: this image: its row is left empty there.
+RG_REMOVAL_TRAINED_ON = "00000001_000.png"
+
+
+def run_removal(engines, image, hole, spacing, modality, image_name=""):
+    """Every fill method on the same engine hole; returns {method: image}, footprint, or
+    (None, None) when the learned radiograph model refuses the hole (it is then left out for all)."""
     from lesion_studio.core.classical.fill import fill_hole
     from lesion_studio.core.errors import ConfigError
     from lesion_studio.core.synthesis_plan import MaskSource, SynthesisRequest
@@ -242,14 +253,17 @@ def run_removal(engines, image, hole, spacing, modality):
     footprint = None
     for method, key in (("telea", "telea"), ("navier-stokes", "navier-stokes"), ("texture-fill", "texture-fill"),
                         ("auto-fill", "auto-fill"), ("demo-texture", "demo-texture-fill"),
-                        ("learned-ct-removal", "learned-ct-removal")):
-        if key not in engines or (key == "learned-ct-removal" and modality != "CT"):
+                        ("learned-ct-removal", "learned-ct-removal"), ("learned-rg-removal", "learned-rg-removal")):
+        if key not in engines or (key == "learned-ct-removal" and modality != "CT") or (
+                key == "learned-rg-removal" and (modality == "CT" or image_name == RG_REMOVAL_TRAINED_ON)):
             outs[method] = None
             continue
         try:
             res = engines[key](image, req, lesion_mask=hole, spacing_mm=spacing, modality=modality)
         except ConfigError:
             outs[method] = None
+            if key == "learned-rg-removal":  # too large for its input: the hole is left out for every method
+                return None, None
             continue
         fp = res.plan.footprint_image()
         if footprint is None:
@@ -309,6 +323,7 @@ def task_removal(engines, ct, rgs, n_ct, n_rg, rng, examples):
         done += 1
     data_ranges["ct"] = "per-patch robust range (0.5–99.5 %) of the 50 mm centre slice, HU"
     # radiographs
+    refused: dict[str, int] = {}  # holes the learned radiograph model refused (left out for every method)
     for rg in rgs:
         key = rg["name"]
         results[key] = {m: [] for m in FILL_METHODS}
@@ -320,14 +335,22 @@ def task_removal(engines, ct, rgs, n_ct, n_rg, rng, examples):
             r0, c0 = int(r) - box, int(c) - box
             hole = np.zeros(rg["pixels"].shape, bool)
             hole[r0 : r0 + 2 * box, c0 : c0 + 2 * box] = ellipse_mask((2 * box, 2 * box), (box, box), ax, rng.uniform(0, math.pi))
-            outs, fp = run_removal(engines, rg["pixels"], hole, rg["spacing"], rg["modality"])
+            outs, fp = run_removal(engines, rg["pixels"], hole, rg["spacing"], rg["modality"], key)
+            if outs is None:
+                refused[key] = refused.get(key, 0) + 1
+                continue
             for m in FILL_METHODS:
                 if outs.get(m) is not None:
                     results[key][m].append(masked_metrics(rg["pixels"], outs[m], fp, hi - lo))
+            if outs.get("learned-rg-removal") is not None and len(examples.setdefault("removal_rg", [])) < 12 \
+                    and sum(1 for e in examples["removal_rg"] if e[4] == key) < 6:
+                w = (float(np.percentile(rg["pixels"], 0.5)), float(np.percentile(rg["pixels"], 99.5)))
+                examples["removal_rg"].append((rg["pixels"], fp, outs, w, key))
             if len([e for e in examples["removal"] if e[0] == key]) < 1:
                 w = (float(np.percentile(rg["pixels"], 0.5)), float(np.percentile(rg["pixels"], 99.5)))
                 examples["removal"].append((key, rg["pixels"], fp, outs, w))
-        data_ranges[key] = f"whole-image robust range (0.5–99.5 %) = {hi - lo:.0f} image units"
+        data_ranges[key] = f"whole-image robust range (0.5–99.5 %) = {hi - lo:.0f} image units" + (
+            f"; {refused[key]} hole(s) too large for learned-rg-removal left out for every method" if refused.get(key) else "")
     table = {}
     for key, per in results.items():
         table[key] = {}
@@ -652,7 +675,8 @@ def sheets(examples, out: Path) -> dict:
     ex = examples["removal"]
     if ex:
         cols = ("original", "hole", "telea", "navier-stokes", "ring-mean", "texture-fill", "auto-fill", "demo-texture",
-                "learned-ct-removal")
+                "learned-ct-removal") + (("learned-rg-removal",) if any(e[3].get("learned-rg-removal") is not None
+                                                                        for e in ex) else ())
         fig, axes = plt.subplots(len(ex), len(cols), figsize=(1.7 * len(cols), 1.8 * len(ex)))
         axes = np.atleast_2d(axes)
         for i, (name, img, fp, outs, win) in enumerate(ex):
@@ -672,7 +696,8 @@ def sheets(examples, out: Path) -> dict:
                 a.set_yticks([])
                 if i == 0:
                     a.set_title({"demo-texture": "demo-texture (learned)",
-                                 "learned-ct-removal": "learned CT removal"}.get(cols[j], cols[j]), fontsize=7)
+                                 "learned-ct-removal": "learned CT removal",
+                                 "learned-rg-removal": "learned CXR removal"}.get(cols[j], cols[j]), fontsize=7)
             axes[i, 0].set_ylabel(name[:14], fontsize=7)
         paths["removal"] = _save(fig, out / "realism_removal.png")
     # CT removal close-up: 12 held-out holes, original / hole / TELEA / NS / learned
@@ -697,6 +722,28 @@ def sheets(examples, out: Path) -> dict:
             axes[i, 0].set_ylabel(lab, fontsize=7)
         fig.suptitle("CT removal on held-out series: 28 mm crops at 1 mm, lung window −1350/150 HU", fontsize=8)
         paths["removal_ct"] = _save(fig, out / "realism_removal_ct.png")
+    # radiograph removal close-up: holes of the images the learned CXR model never saw
+    ex = examples.get("removal_rg", [])
+    if ex:
+        rows = ("original", "hole", "texture-fill", "navier-stokes", "learned-rg-removal")
+        fig, axes = plt.subplots(len(rows), len(ex), figsize=(1.25 * len(ex), 1.35 * len(rows)))
+        axes = np.atleast_2d(axes).reshape(len(rows), len(ex))
+        for j, (img, fp, outs, (lo, hi), _) in enumerate(ex):
+            cen = centroid(fp)
+            holed = img.copy()
+            holed[fp] = lo
+            views = {"original": img, "hole": holed, **{m: outs.get(m) for m in rows[2:]}}
+            for i, key in enumerate(rows):
+                a = axes[i, j]
+                if views[key] is not None:
+                    a.imshow(crop_sq(views[key], cen, 32), cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+                a.set_xticks([])
+                a.set_yticks([])
+        for i, lab in enumerate(("original", "hole (+2 px margin)", "texture-fill (auto-fill)", "Navier-Stokes",
+                                 "learned CXR")):
+            axes[i, 0].set_ylabel(lab, fontsize=6)
+        fig.suptitle("Radiograph removal on RG1 and NIH 00027426 (never trained on): 64 px crops", fontsize=8)
+        paths["removal_rg"] = _save(fig, out / "realism_removal_rg.png")
     return paths
 
 
@@ -712,7 +759,12 @@ def main() -> int:
                    help="learned CT removal checkpoint stem (method learned-ct-removal; skipped when absent)")
     p.add_argument("--ct-inpaint-checkpoint", type=Path, default=LEARNED_CT_INPAINT,
                    help="learned CT nodule inpainting checkpoint stem (method learned-ct-inpaint; skipped when absent)")
+    p.add_argument("--rg-removal-checkpoint", type=Path, default=None,
+                   help="learned radiograph removal checkpoint stem (method learned-rg-removal, radiographs other "
+                        f"than {RG_REMOVAL_TRAINED_ON})")
     p.add_argument("--removal-only", action="store_true", help="run only task 1 (hole filling / removal)")
+    p.add_argument("--with-radiographs", action="store_true",
+                   help="with --removal-only: fill the radiographs' holes too (CT holes are the same either way)")
     args = p.parse_args()
     seed_everything(args.seed)
     rng = np.random.default_rng(args.seed)
@@ -720,8 +772,8 @@ def main() -> int:
     n_fill_ct, n_fill_rg, n_ins_ct, n_ins_rg, epochs = (12, 4, 30, 4, 3) if args.quick else (150, 30, 10**6, 25, 25)
     t0 = time.perf_counter()
     ct = load_ct(args.data)
-    rgs = [] if args.removal_only else load_radiographs(args.data)  # CT holes are drawn first: the same either way
-    engines = load_engines(args.ct_removal_checkpoint, args.ct_inpaint_checkpoint)
+    rgs = [] if args.removal_only and not args.with_radiographs else load_radiographs(args.data)  # CT holes are drawn first: the same either way
+    engines = load_engines(args.ct_removal_checkpoint, args.ct_inpaint_checkpoint, args.rg_removal_checkpoint)
     examples = {"ct": [], "radiograph": [], "removal": []}
     removal, ranges = task_removal(engines, ct, rgs, n_fill_ct, n_fill_rg, rng, examples)
     t1 = time.perf_counter()

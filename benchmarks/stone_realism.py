@@ -52,14 +52,19 @@ VALUE_RANGE = (0.0, 255.0)
 BLANK_VALUE = 100.0
 
 
-def load_heldout(data: Path, work: Path) -> list[dict]:
+def load_heldout(data: Path, work: Path, library_images_sha256: str | None = None) -> list[dict]:
     """The held-out sessions' stone slices (image, mask, session) of the kidney-stone dataset,
-    built with `build_kidney_stones_dataset` into `work`."""
+    built with `build_kidney_stones_dataset` into `work`. Session ids are numbered in time
+    order, so the split holds only for the data the library was built from: other data
+    (`library_images_sha256` differs) is refused."""
     import cv2
 
     from lesion_studio.core.public_datasets import build_kidney_stones_dataset, kidney_stone_split
 
-    build_kidney_stones_dataset(data / "kidney_stones_ct", work)
+    summary = build_kidney_stones_dataset(data / "kidney_stones_ct", work)
+    if library_images_sha256 is not None and summary["images_sha256"] != library_images_sha256:
+        raise SystemExit("the kidney-stone images differ from those the stone library was built from, so its "
+                         "session split does not apply: rebuild it (scripts/build_stone_library.py)")
     doc = json.loads((work / "dataset.json").read_text())
     return [{"id": case["id"], "session": case["patient_id"],
              "image": cv2.imread(str(work / case["image"]), cv2.IMREAD_UNCHANGED).astype(np.float32),
@@ -89,11 +94,13 @@ def run_sites(held, engines, limit, seed) -> tuple[dict, list]:
     sites = [(rec, comp) for rec in held for comp in stone_outlines(rec["mask"])]
     if limit:
         sites = [sites[i] for i in sorted(rng.choice(len(sites), size=min(limit, len(sites)), replace=False))]
-    for rec, comp in sites:
+    for site, (rec, comp) in enumerate(sites):
         img, centre = rec["image"], centroid(comp)
         remove = SynthesisRequest(mode="remove", centre_rc=centre, mask_source=MaskSource("existing"))
-        # "existing": the outline in place (a drawn mask is re-centred on the rounded centre, up to 1 px off)
-        insert = SynthesisRequest(mode="inpaint", centre_rc=centre, mask_source=MaskSource("existing", label="real outline"))
+        # "existing": the outline in place (a drawn mask is re-centred on the rounded centre, up to 1 px off);
+        # a seed per site, so real-stone's donor draw varies as it does between clicks in the app
+        insert = SynthesisRequest(mode="inpaint", centre_rc=centre, mask_source=MaskSource("existing", label="real outline"),
+                                  seed=seed * 100_000 + site)
         outs, step = {"real": img}, "removal"
         try:  # the default removal, through the engine: the stone-free background
             removed = engines["auto-fill"](img, remove, lesion_mask=comp, modality="CT").image
@@ -160,12 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     from lesion_studio.models.inference import load_synthesizer
 
     t0 = time.perf_counter()
-    held = load_heldout(args.data, args.work)
     engines = {"auto-fill": load_synthesizer("auto-fill")}
     checkpoints = dict(c.split("=", 1) if "=" in c else ("learned", c) for c in args.checkpoint)
     engines |= {name: load_synthesizer(path) for name, path in checkpoints.items()}
     engines["real-stone"] = load_synthesizer("real-stone")
     library = engines["real-stone"].backend.library
+    held = load_heldout(args.data, args.work, library.meta.get("dataset_images_sha256"))
     leaked = set(library.sessions) & {r["session"] for r in held}
     if leaked:
         raise SystemExit(f"the stone library holds {len(leaked)} held-out session(s): rebuild it "

@@ -26,6 +26,10 @@ Tasks (`--task`):
   `kidney_stone_split` (its held-out 20 % never seen); `--adversarial-weight W` adds an LSGAN
   term (own run folder). Measured, not shipped: it loses to the classical `real-stone` family
   on `benchmarks/stone_realism.py`, so it has no `--ship`.
+- `cxr-removal` (real data, issue 13): radiograph hole filling (texture, objective "remove") on
+  128 px tiles of ONE NIH chest radiograph (the project has three; the realism benchmark scores
+  the model on the other two, `--rg-removal-checkpoint`), holes 10-40 px like the benchmark's.
+  Measured, not shipped (docs/models.md).
 - `demo` (no data needed): the small phantom-trained demo models of
   `lesion_studio/resources/models/demo_*` (synthetic anatomy, not patients), as before.
 
@@ -111,17 +115,19 @@ CT_REMOVAL_RUN = dict(
 CT_REMOVAL_HOLES = {"width_px": (4, 20), "per_slice": 8}
 
 
-def use_ct_removal_holes() -> None:
-    """Make models/data.py draw CT_REMOVAL_HOLES (this process only; recorded in the card)."""
+def use_removal_holes(holes: dict = CT_REMOVAL_HOLES) -> None:
+    """Make models/data.py draw `holes` (widths in px, holes per image; this process only,
+    recorded in the card)."""
     import functools
 
     from lesion_studio.models import data
 
-    if getattr(data.remove_patches, "_ct_removal", False):
+    if getattr(data.remove_patches, "_holes", None) == holes:
         return
-    data.remove_width_range = lambda shape: tuple(CT_REMOVAL_HOLES["width_px"])
-    patched = functools.partial(data.remove_patches, n_holes=CT_REMOVAL_HOLES["per_slice"])
-    patched._ct_removal = True
+    original = getattr(data.remove_patches, "func", data.remove_patches)
+    data.remove_width_range = lambda shape: tuple(holes["width_px"])
+    patched = functools.partial(original, n_holes=holes["per_slice"])
+    patched._holes = holes
     data.remove_patches = patched
 
 
@@ -250,7 +256,7 @@ CT_SHAPE_MIN_COMPONENT_MM = 5.0
 
 
 def train_ct_removal(args) -> int:
-    use_ct_removal_holes()
+    use_removal_holes(CT_REMOVAL_HOLES)
     work = args.work / "ct-removal"
     summary = build_ct_removal_dataset(args.data, work / "dataset")
     print(json.dumps({"dataset": summary, "holes": CT_REMOVAL_HOLES}), flush=True)
@@ -424,6 +430,66 @@ def train_stone_inpaint(args) -> int:
     summary = build_stone_dataset(args.data, work)
     print(json.dumps({"dataset": summary, "model": model}), flush=True)
     return run_training(args, work, "texture", model, STONE_INPAINT_RUN)
+
+
+#: Chest radiograph removal (issue 13): the project has three chest radiographs, and the
+#: realism benchmark scores all three. The model trains on one NIH image only and the benchmark
+#: reports it on the other two (`--rg-removal-checkpoint`); that is all the data allows.
+CXR_DIR = "cxr_nih"
+CXR_TRAIN_IMAGE = "00000001_000.png"
+#: 128² tiles of the training image (stride 32) are the cases: one case gives P0's handful of
+#: holes, a tile grid gives enough. Tiles left of column CXR_VAL_GAP[0] train, tiles from column
+#: CXR_VAL_GAP[1] validate (no pixel is in both).
+CXR_TILE_PX, CXR_TILE_STRIDE = 128, 32
+CXR_VAL_GAP = (224, 288)
+#: The benchmark's radiograph holes are ellipses with axes 10-40 px: the same widths here.
+CXR_REMOVAL_HOLES = {"width_px": (10, 40), "per_slice": 8}
+CXR_REMOVAL_MODEL = dict(CT_REMOVAL_MODEL, patch_px=64, dilations=[1, 2, 4, 8])
+CXR_REMOVAL_RUN = dict(CT_REMOVAL_RUN, value_range=[0.0, 255.0])
+
+
+def build_cxr_dataset(data: Path, folder: Path) -> dict:
+    """Tiles of the one training radiograph as a lesion-free dataset (split by column, with a
+    gap); returns its summary. Idempotent."""
+    import cv2
+
+    source = data / CXR_DIR / CXR_TRAIN_IMAGE
+    image = cv2.imread(str(source), cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        raise SystemExit(f"{source}: cannot read the training radiograph")
+    h, w = image.shape
+    tiles = [(r, c) for r in range(0, h - CXR_TILE_PX + 1, CXR_TILE_STRIDE)
+             for c in range(0, w - CXR_TILE_PX + 1, CXR_TILE_STRIDE)
+             if c + CXR_TILE_PX <= CXR_VAL_GAP[0] or c >= CXR_VAL_GAP[1]]
+    summary = {"source": f"{CXR_DIR}/{CXR_TRAIN_IMAGE}", "tile_px": CXR_TILE_PX, "stride": CXR_TILE_STRIDE,
+               "val_from_col": CXR_VAL_GAP[1], "train_to_col": CXR_VAL_GAP[0], "tiles": len(tiles),
+               "benchmark_images_not_used": ["RG1_UNCR.dcm", "00027426_000.png"]}
+    index = folder / "dataset.json"
+    if index.is_file() and json.loads(index.read_text()).get("build_summary") == summary:
+        return summary
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    cases = []
+    for r, c in tiles:
+        cid = f"r{r:03d}_c{c:03d}"
+        cv2.imwrite(str(folder / "images" / f"{cid}.png"), image[r:r + CXR_TILE_PX, c:c + CXR_TILE_PX])
+        val = c >= CXR_VAL_GAP[1]  # one patient: its two image halves stand in for patients (a spatial split)
+        cases.append({"id": cid, "image": f"images/{cid}.png", "mask": None,
+                      "patient_id": "nih-00000001:" + ("right-half" if val else "left-half"),
+                      "has_lesion": False, "split": "val" if val else "train"})
+    index.write_text(json.dumps({
+        "format": "lesion-studio-dataset", "version": 1, "modality": "DX", "spacing_mm": [0.286, 0.286],
+        "description": ("128 px tiles of one NIH ChestX-ray14 radiograph (00000001_000, 512² 8-bit, NIH Clinical "
+                        "Center, no restrictions on use; cite Wang et al., CVPR 2017)."),
+        "build_summary": summary, "cases": cases}, indent=1))
+    return summary
+
+
+def train_cxr_removal(args) -> int:
+    use_removal_holes(CXR_REMOVAL_HOLES)
+    work = args.work / "cxr-removal"
+    summary = build_cxr_dataset(args.data, work / "dataset")
+    print(json.dumps({"dataset": summary, "holes": CXR_REMOVAL_HOLES}), flush=True)
+    return run_training(args, work, "texture", CXR_REMOVAL_MODEL, CXR_REMOVAL_RUN)
 
 
 def train_ct_shape(args) -> int:
@@ -729,6 +795,7 @@ REAL_DATA_TASKS = {
     "ct-shape": (train_ct_shape, ship_ct_shape, 8000),
     "ct-stylegan2": (train_ct_stylegan2, None, 20000),
     "stone-inpaint": (train_stone_inpaint, None, 4000),
+    "cxr-removal": (train_cxr_removal, None, 3000),
 }
 
 

@@ -50,6 +50,11 @@ def test_library_refuses_missing_corrupt_and_foreign_files(tmp_path) -> None:
     np.savez(tmp_path / "foreign.npz", images=np.zeros(3))
     with pytest.raises(MaskError, match="not a real-stone library"):
         StoneLibrary.load(tmp_path / "foreign.npz")
+    bundled = bundled_stone_library().path.read_bytes()
+    (tmp_path / "cut.npz").write_bytes(bundled[: len(bundled) // 2])      # a truncated copy
+    with pytest.raises(MaskError, match="cannot read") as err:
+        StoneLibrary.load(tmp_path / "cut.npz")
+    assert "cut.npz" in str(err.value)
 
 
 def test_nearest_picks_a_stone_of_similar_area_by_seed() -> None:
@@ -72,6 +77,7 @@ def test_paste_adds_the_stone_inside_the_outline_only() -> None:
     far = ~ndimage.binary_dilation(footprint, iterations=4)
     assert np.array_equal(out[far], background[far])                           # nothing beyond the soft edge
     assert contrast_scale((0.0, 255.0)) == 1.0 and contrast_scale((-1000.0, 1550.0)) == pytest.approx(10.0)
+    assert contrast_scale((0.0, 1.0)) == pytest.approx(1 / 255)                 # a 0-1 image is not 8-bit
 
 
 def test_real_stone_engine_inserts_into_a_held_out_slice() -> None:
@@ -99,9 +105,14 @@ def test_real_stone_engine_inserts_into_a_held_out_slice() -> None:
     assert drawn.plan.footprint_image().sum() == outline.sum()               # a drawn shape is taken as drawn
 
 
-def test_batch_export_fingerprints_the_stone_library() -> None:
-    """A rebuilt library changes every insertion: batch export's resume fingerprint holds its hash."""
+def test_batch_export_fingerprints_the_stone_library(tmp_path, monkeypatch) -> None:
+    """A rebuilt library changes every insertion: batch export's resume fingerprint follows it."""
+    from lesion_studio.core.classical import stone_library
     from lesion_studio.models.batch_export import _classical_data_sha256
 
     assert _classical_data_sha256("real-stone") == bundled_stone_library().sha256
     assert _classical_data_sha256("telea") is None
+    other = tmp_path / "real_stones.npz"
+    other.write_bytes(bundled_stone_library().path.read_bytes() + b"\0")
+    monkeypatch.setattr(stone_library, "DEFAULT_LIBRARY_PATH", other)
+    assert _classical_data_sha256("real-stone") != bundled_stone_library().sha256

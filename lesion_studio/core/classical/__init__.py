@@ -1,13 +1,15 @@
-"""Classical synthesis (SPEC §4): OpenCV hole fills and real-nodule insertion, no weights."""
+"""Classical synthesis (SPEC §4): OpenCV hole fills, real-nodule and real-stone insertion, no weights."""
 
 from lesion_studio.core.classical.backends import (
     CLASSICAL_FAMILIES,
     FillBackend,
     RealNoduleBackend,
+    RealStoneBackend,
     classical_backend,
 )
 from lesion_studio.core.classical.fill import FILL_METHODS, fill_hole
 from lesion_studio.core.classical.nodule_library import NoduleLibrary
+from lesion_studio.core.classical.stone_library import StoneLibrary
 
 __all__ = [
     "CLASSICAL_FAMILIES",
@@ -15,6 +17,8 @@ __all__ = [
     "FillBackend",
     "NoduleLibrary",
     "RealNoduleBackend",
+    "RealStoneBackend",
+    "StoneLibrary",
     "classical_backend",
     "fill_hole",
 ]

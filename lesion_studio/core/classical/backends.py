@@ -24,6 +24,7 @@ from lesion_studio.core.classical.stone_library import (
     StoneLibrary,
     bundled_stone_library,
     contrast_scale,
+    is_display_8bit,
     paste_stone,
 )
 from lesion_studio.core.classical.radiograph_insertion import (
@@ -226,10 +227,10 @@ class RealStoneBackend:
         plan = patch.plan
         index = self.library.nearest(int(patch.footprint.sum()), patch.seed)
         contrast, outline = self.library.stone(index)
-        scale = contrast_scale(patch.image_range)
-        return paste_stone(patch.pixels, patch.footprint, contrast, outline, scale=scale,
+        return paste_stone(patch.pixels, patch.footprint, contrast, outline, scale=contrast_scale(patch.image_range),
                            rotation_deg=plan.rotation_deg, flip_vertical=plan.flip_vertical,
-                           flip_horizontal=plan.flip_horizontal, ceiling=SOURCE_SPAN if scale == 1.0 else None)
+                           flip_horizontal=plan.flip_horizontal,
+                           ceiling=SOURCE_SPAN if is_display_8bit(patch.image_range) else None)
 
 
 def _footprint_diameter_mm(patch: Patch) -> float:

@@ -75,7 +75,7 @@ def resample_to_footprint(
     """
     footprint = np.asarray(footprint, dtype=bool)
     if not footprint.any() or not np.asarray(mask).any():
-        raise MaskError("cannot place a nodule on an empty footprint or from an empty mask")
+        raise MaskError("cannot place a lesion on an empty footprint or from an empty mask")
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     frows, fcols = np.flatnonzero(footprint.any(axis=1)), np.flatnonzero(footprint.any(axis=0))
     sy = (rows[-1] - rows[0] + 1) / float(frows[-1] - frows[0] + 1)  # source px per patch px

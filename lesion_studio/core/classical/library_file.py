@@ -4,6 +4,8 @@ arrays in one `.npz` (never pickles) with a JSON `meta` naming the format."""
 from __future__ import annotations
 
 import json
+import zipfile
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -29,7 +31,7 @@ def read_library_npz(path: Path, keys: Iterable[str], library_format: str, what:
         meta = json.loads(str(data["meta"]))
     except MaskError:
         raise
-    except (OSError, ValueError, KeyError, EOFError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, json.JSONDecodeError, zipfile.BadZipFile, zlib.error) as exc:
         raise MaskError(f"cannot read the {what}: {exc}", path) from exc
     if not isinstance(meta, dict) or meta.get("format") != library_format:
         raise MaskError(f"not a {what} (format {meta.get('format') if isinstance(meta, dict) else meta!r})", path)

@@ -38,7 +38,7 @@ DONOR_POOL = 5
 MIN_STONE_AREA_PX = 6
 #: A library stone must rise at least this far above its own background (8-bit units): an Otsu
 #: mask in a box around a faint or hidden stone can cut out a patch of tissue (one such entry,
-#: peak 8, pasted an invisible stone into the README screenshot). 14 of 980 candidates fail it.
+#: peak 8, pasted an invisible stone into the first screenshot). 14 of 966 candidates fail it.
 MIN_STONE_PEAK = 40.0
 
 
@@ -60,13 +60,20 @@ def stone_contrast(crop: np.ndarray, outline: np.ndarray) -> np.ndarray:
     return np.clip(np.asarray(crop, np.float32) - background, 0.0, None).astype(np.float32)
 
 
-def contrast_scale(image_range: tuple[float, float]) -> float:
-    """Library units → image units: 1 for 8-bit display images (range inside 0-255, like the
-    source), else the image's robust span over 255 (an approximation: the source window is
-    not recorded, so a HU image gets stones of roughly the same share of its range)."""
+def is_display_8bit(image_range: tuple[float, float]) -> bool:
+    """Whether an image's robust range looks like 8-bit display values, the library's units
+    (inside 0-255 and wider than a 0-1 image)."""
     lo, hi = float(image_range[0]), float(image_range[1])
-    if lo >= 0.0 and hi <= SOURCE_SPAN:
+    return lo >= 0.0 and 1.5 < hi <= SOURCE_SPAN
+
+
+def contrast_scale(image_range: tuple[float, float]) -> float:
+    """Library units → image units: 1 for 8-bit display images (like the source), else the
+    image's robust span over 255 (an approximation: the source window is not recorded, so a HU
+    or 0-1 image gets stones of roughly the same share of its range)."""
+    if is_display_8bit(image_range):
         return 1.0
+    lo, hi = float(image_range[0]), float(image_range[1])
     return max(hi - lo, 1e-6) / SOURCE_SPAN
 
 
