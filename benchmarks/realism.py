@@ -623,6 +623,29 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _removal_closeup(plt, ex, methods, labels, *, half: int, label_size: int, title: str):
+    """Rows original / hole / each method, one column per `(image, footprint, outs, (lo, hi))`,
+    2·`half` px crops around the hole."""
+    rows = ("original", "hole", *methods)
+    fig, axes = plt.subplots(len(rows), len(ex), figsize=(1.25 * len(ex), 1.35 * len(rows)))
+    axes = np.atleast_2d(axes).reshape(len(rows), len(ex))
+    for j, (img, fp, outs, (lo, hi)) in enumerate(ex):
+        cen = centroid(fp)
+        holed = img.copy()
+        holed[fp] = lo
+        views = {"original": img, "hole": holed, **{m: outs.get(m) for m in methods}}
+        for i, key in enumerate(rows):
+            a = axes[i, j]
+            if views[key] is not None:
+                a.imshow(crop_sq(views[key], cen, half), cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+            a.set_xticks([])
+            a.set_yticks([])
+    for i, lab in enumerate(("original", "hole (+2 px margin)", *labels)):
+        axes[i, 0].set_ylabel(lab, fontsize=label_size)
+    fig.suptitle(title, fontsize=8)
+    return fig
+
+
 def sheets(examples, out: Path) -> dict:
     import matplotlib
 
@@ -703,46 +726,19 @@ def sheets(examples, out: Path) -> dict:
     # CT removal close-up: 12 held-out holes, original / hole / TELEA / NS / learned
     ex = examples.get("removal_ct", [])
     if ex and any(outs.get("learned-ct-removal") is not None for _, _, outs in ex):
-        rows = ("original", "hole", "telea", "navier-stokes", "learned-ct-removal")
-        fig, axes = plt.subplots(len(rows), len(ex), figsize=(1.25 * len(ex), 1.35 * len(rows)))
-        axes = np.atleast_2d(axes).reshape(len(rows), len(ex))
-        lo, hi = CT_WINDOW
-        for j, (img, fp, outs) in enumerate(ex):
-            cen = centroid(fp)
-            holed = img.copy()
-            holed[fp] = lo
-            views = {"original": img, "hole": holed, **{m: outs.get(m) for m in rows[2:]}}
-            for i, key in enumerate(rows):
-                a = axes[i, j]
-                if views[key] is not None:
-                    a.imshow(crop_sq(views[key], cen, 14), cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
-                a.set_xticks([])
-                a.set_yticks([])
-        for i, lab in enumerate(("original", "hole (+2 px margin)", "TELEA", "Navier-Stokes", "learned")):
-            axes[i, 0].set_ylabel(lab, fontsize=7)
-        fig.suptitle("CT removal on held-out series: 28 mm crops at 1 mm, lung window −1350/150 HU", fontsize=8)
+        fig = _removal_closeup(
+            plt, [(img, fp, outs, CT_WINDOW) for img, fp, outs in ex], ("telea", "navier-stokes", "learned-ct-removal"),
+            ("TELEA", "Navier-Stokes", "learned"), half=14, label_size=7,
+            title="CT removal on held-out series: 28 mm crops at 1 mm, lung window −1350/150 HU")
         paths["removal_ct"] = _save(fig, out / "realism_removal_ct.png")
     # radiograph removal close-up: holes of the images the learned CXR model never saw
     ex = examples.get("removal_rg", [])
     if ex:
-        rows = ("original", "hole", "texture-fill", "navier-stokes", "learned-rg-removal")
-        fig, axes = plt.subplots(len(rows), len(ex), figsize=(1.25 * len(ex), 1.35 * len(rows)))
-        axes = np.atleast_2d(axes).reshape(len(rows), len(ex))
-        for j, (img, fp, outs, (lo, hi), _) in enumerate(ex):
-            cen = centroid(fp)
-            holed = img.copy()
-            holed[fp] = lo
-            views = {"original": img, "hole": holed, **{m: outs.get(m) for m in rows[2:]}}
-            for i, key in enumerate(rows):
-                a = axes[i, j]
-                if views[key] is not None:
-                    a.imshow(crop_sq(views[key], cen, 32), cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
-                a.set_xticks([])
-                a.set_yticks([])
-        for i, lab in enumerate(("original", "hole (+2 px margin)", "texture-fill (auto-fill)", "Navier-Stokes",
-                                 "learned CXR")):
-            axes[i, 0].set_ylabel(lab, fontsize=6)
-        fig.suptitle("Radiograph removal on RG1 and NIH 00027426 (never trained on): 64 px crops", fontsize=8)
+        fig = _removal_closeup(
+            plt, [(img, fp, outs, window) for img, fp, outs, window, _ in ex],
+            ("texture-fill", "navier-stokes", "learned-rg-removal"), ("texture-fill (auto-fill)", "Navier-Stokes",
+                                                                       "learned CXR"), half=32, label_size=6,
+            title="Radiograph removal on RG1 and NIH 00027426 (never trained on): 64 px crops")
         paths["removal_rg"] = _save(fig, out / "realism_removal_rg.png")
     return paths
 

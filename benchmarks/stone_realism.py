@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -43,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from benchmarks._common import cpu_device, emit, git_commit  # noqa: E402
-from benchmarks.realism import centroid, crop32_pair, lesion_stats, summarize, task_cnn  # noqa: E402
+from benchmarks.realism import centroid, crop32_pair, lesion_stats, masked_metrics, summarize, task_cnn  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 #: 8-bit display values: the CNN's input range and the PSNR data range.
@@ -70,14 +69,6 @@ def load_heldout(data: Path, work: Path, library_images_sha256: str | None = Non
              "image": cv2.imread(str(work / case["image"]), cv2.IMREAD_UNCHANGED).astype(np.float32),
              "mask": cv2.imread(str(work / case["mask"]), cv2.IMREAD_UNCHANGED) > 0}
             for case in doc["cases"] if case["has_lesion"] and kidney_stone_split(case["patient_id"]) == "test"]
-
-
-def masked_error(ref: np.ndarray, out: np.ndarray, mask: np.ndarray) -> dict:
-    err = out[mask].astype(np.float64) - ref[mask].astype(np.float64)
-    mse = float(np.mean(err**2))
-    span = VALUE_RANGE[1] - VALUE_RANGE[0]
-    return {"mae": float(np.mean(np.abs(err))),
-            "psnr": float(10 * math.log10(span**2 / mse)) if mse > 0 else float("inf")}
 
 
 def run_sites(held, engines, limit, seed) -> tuple[dict, list]:
@@ -114,7 +105,7 @@ def run_sites(held, engines, limit, seed) -> tuple[dict, list]:
         for method, out in outs.items():
             stats = lesion_stats(out, comp)
             if method != "real":
-                stats |= masked_error(img, out, comp)
+                stats |= masked_metrics(img, out, comp, VALUE_RANGE[1] - VALUE_RANGE[0])
             recs[method].append(stats)
             patch, pmask = crop32_pair(out, comp, centre, np.random.default_rng(crop_rng_state), jitter=3)
             cnn[method].append((patch, pmask, rec["session"]))

@@ -363,8 +363,8 @@ STONE_DIR = "kidney_stones_ct"
 #: The CT nodule inpainter's small texture generator on P0's 3x context crop (resized to 32²):
 #: stones are 4-36 px boxes (median ~10 px), so a 32² crop keeps them near native size.
 STONE_INPAINT_MODEL = dict(CT_INPAINT_MODEL)
-
-STONE_INPAINT_RUN = dict(CT_REMOVAL_RUN, value_range=[0.0, 255.0])  # 8-bit display values
+#: Run settings of the 8-bit real-data tasks (stones, radiographs): the CT runs' with a 0-255 range.
+EIGHT_BIT_RUN = dict(CT_REMOVAL_RUN, value_range=[0.0, 255.0])
 
 
 def build_stone_dataset(data: Path, work: Path) -> dict:
@@ -374,6 +374,8 @@ def build_stone_dataset(data: Path, work: Path) -> dict:
     training view's summary."""
     import os
     import shutil
+
+    import cv2
 
     from lesion_studio.core.public_datasets import (
         KIDNEY_STONE_SPLIT, STONE_RIM_PX, build_kidney_stones_dataset, kidney_stone_split, stone_mask_with_rim,
@@ -398,8 +400,6 @@ def build_stone_dataset(data: Path, work: Path) -> dict:
         return summary
     for sub in ("images", "masks"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-    import cv2
-
     for case in cases:
         src, dst = full / case["image"], folder / case["image"]
         if not dst.exists():
@@ -429,7 +429,7 @@ def train_stone_inpaint(args) -> int:
         work = args.work / f"stone-inpaint-adv{args.adversarial_weight:g}"
     summary = build_stone_dataset(args.data, work)
     print(json.dumps({"dataset": summary, "model": model}), flush=True)
-    return run_training(args, work, "texture", model, STONE_INPAINT_RUN)
+    return run_training(args, work, "texture", model, EIGHT_BIT_RUN)
 
 
 #: Chest radiograph removal (issue 13): the project has three chest radiographs, and the
@@ -445,7 +445,6 @@ CXR_VAL_GAP = (224, 288)
 #: The benchmark's radiograph holes are ellipses with axes 10-40 px: the same widths here.
 CXR_REMOVAL_HOLES = {"width_px": (10, 40), "per_slice": 8}
 CXR_REMOVAL_MODEL = dict(CT_REMOVAL_MODEL, patch_px=64, dilations=[1, 2, 4, 8])
-CXR_REMOVAL_RUN = dict(CT_REMOVAL_RUN, value_range=[0.0, 255.0])
 
 
 def build_cxr_dataset(data: Path, folder: Path) -> dict:
@@ -489,7 +488,7 @@ def train_cxr_removal(args) -> int:
     work = args.work / "cxr-removal"
     summary = build_cxr_dataset(args.data, work / "dataset")
     print(json.dumps({"dataset": summary, "holes": CXR_REMOVAL_HOLES}), flush=True)
-    return run_training(args, work, "texture", CXR_REMOVAL_MODEL, CXR_REMOVAL_RUN)
+    return run_training(args, work, "texture", CXR_REMOVAL_MODEL, EIGHT_BIT_RUN)
 
 
 def train_ct_shape(args) -> int:

@@ -36,3 +36,17 @@ def read_library_npz(path: Path, keys: Iterable[str], library_format: str, what:
     if not isinstance(meta, dict) or meta.get("format") != library_format:
         raise MaskError(f"not a {what} (format {meta.get('format') if isinstance(meta, dict) else meta!r})", path)
     return data, meta
+
+
+def check_ragged(data: dict[str, np.ndarray], path: Path, what: str, *, arrays: tuple[str, ...],
+                 per_item: tuple[str, ...], ndim: int, min_items: int = 0) -> None:
+    """MaskError naming the file unless the ragged layout holds: `names` gives the item count n,
+    `offsets` (n + 1) and `shapes` (n, ndim) cut the flat `arrays` (all one size) into items,
+    and every `per_item` array has n entries."""
+    n = len(data["names"])
+    offsets, shapes, flat = data["offsets"], data["shapes"], data[arrays[0]]
+    if (n < min_items or len(offsets) != n + 1 or shapes.shape != (n, ndim)
+            or any(len(data[k]) != n for k in per_item) or int(offsets[-1]) != flat.size
+            or any(data[k].size != flat.size for k in arrays[1:])
+            or not np.array_equal(np.diff(offsets), np.prod(shapes, axis=1))):
+        raise MaskError(f"the {what} is inconsistent (sizes disagree)", path)

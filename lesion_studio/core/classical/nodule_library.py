@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from lesion_studio.core.classical.library_file import read_library_npz
+from lesion_studio.core.classical.library_file import check_ragged, read_library_npz
 from lesion_studio.core.errors import MaskError
 from lesion_studio.core.hashing import sha256_file
 from lesion_studio.core.mask_bank import MaskBank
@@ -197,13 +197,8 @@ class NoduleLibrary:
         path = Path(path) if path is not None else DEFAULT_LIBRARY_PATH
         data, _ = read_library_npz(path, _KEYS, LIBRARY_FORMAT, "real-nodule library",
                                    "scripts/build_nodule_library.py")
-        n = len(data["names"])
-        offsets, shapes = data["offsets"], data["shapes"]
-        if (len(offsets) != n + 1 or shapes.shape != (n, 3) or len(data["series_uids"]) != n
-                or len(data["diameter_mm"]) != n or int(offsets[-1]) != data["images"].size
-                or data["masks"].size != data["images"].size
-                or not np.array_equal(np.diff(offsets), np.prod(shapes, axis=1))):
-            raise MaskError("the nodule library is inconsistent (sizes disagree)", path)
+        check_ragged(data, path, "real-nodule library", arrays=("images", "masks"),
+                     per_item=("series_uids", "diameter_mm"), ndim=3)
         return cls(data, path)
 
     def __len__(self) -> int:

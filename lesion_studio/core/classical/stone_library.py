@@ -22,7 +22,7 @@ import numpy as np
 
 from lesion_studio.core.classical.ct_insertion import pose_view, resample_to_footprint, soft_alpha
 from lesion_studio.core.classical.fill import fill_hole
-from lesion_studio.core.classical.library_file import read_library_npz
+from lesion_studio.core.classical.library_file import check_ragged, read_library_npz
 from lesion_studio.core.errors import MaskError
 from lesion_studio.core.hashing import sha256_file
 
@@ -130,12 +130,8 @@ class StoneLibrary:
         path = Path(path) if path is not None else DEFAULT_LIBRARY_PATH
         data, meta = read_library_npz(path, _KEYS, LIBRARY_FORMAT, "real-stone library",
                                       "scripts/build_stone_library.py")
-        n = len(data["names"])
-        offsets, shapes = data["offsets"], data["shapes"]
-        if (n == 0 or len(offsets) != n + 1 or shapes.shape != (n, 2) or len(data["sessions"]) != n
-                or int(offsets[-1]) != data["contrast"].size or data["outlines"].size != data["contrast"].size
-                or not np.array_equal(np.diff(offsets), np.prod(shapes, axis=1))):
-            raise MaskError("the stone library is inconsistent (sizes disagree)", path)
+        check_ragged(data, path, "real-stone library", arrays=("contrast", "outlines"), per_item=("sessions",),
+                     ndim=2, min_items=1)
         return cls(data, path, meta)
 
     def __len__(self) -> int:
