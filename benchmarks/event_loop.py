@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import cpu_device, emit  # noqa: E402
 
-DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "lesion_studio" / "resources" / "models" / "demo_texture_inpaint"
+DEMO_CHECKPOINT = Path(__file__).resolve().parents[1] / "lesion_studio" / "resources" / "models" / "ct_nodule_inpaint"
 
 
 class GapMeter:

@@ -14,8 +14,8 @@ interleaved rounds (A, B, C, ref, A, B, ...), so load that comes and goes hits a
 
 bf16 (`--bf16 auto`: where `models.runtime.bf16_native` says the CPU/GPU runs it natively):
 the same rows under `torch.autocast(bfloat16)`, plus `bf16_error` lines: max / mean absolute
-difference to fp32 of the shipped demo texture and outpaint models' composited output on
-phantom chest patches (model units, [-1, 1]; and in image units). Random weights elsewhere:
+difference to fp32 of the bundled texture and outpaint models' composited output on real CT
+nodule patches from the bundled library (model units, [-1, 1]; and in HU). Random weights elsewhere:
 speed does not depend on them.
 """
 
@@ -100,39 +100,58 @@ def measure_group(group: Group, device: torch.device, args: argparse.Namespace, 
     return records
 
 
-def _phantom_patches(n: int, count: int, lo: float, hi: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """`count` n² phantom chest patches centred on a lesion, in the model range, with its mask."""
-    from lesion_studio.core.phantom import make_phantom_case
+def _ct_patches(n: int, count: int, lo: float, hi: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """`count` n² CT patches (HU) centred on a real nodule, in the model range, with its mask:
+    the bundled real-nodule library's axial centre slices (library series, no shared data needed)."""
+    from lesion_studio.core.classical.nodule_library import bundled_library
+    from lesion_studio.core.geometry.crops import resize_image, resize_mask
 
+    library = bundled_library()
     images, masks = [], []
-    index = 0
-    while len(images) < count:
-        case = make_phantom_case("chest", index, size_px=256)
-        index += 1
-        lesion = case.lesion_mask > 0
-        if not lesion.any():
-            continue
-        rows, cols = np.nonzero(lesion)
-        r0 = int(np.clip(rows.mean() - n // 2, 0, 256 - n))
-        c0 = int(np.clip(cols.mean() - n // 2, 0, 256 - n))
-        patch = case.image[r0 : r0 + n, c0 : c0 + n].astype(np.float32)
-        images.append(np.clip((patch - lo) / (hi - lo) * 2 - 1, -1, 1))
-        masks.append(lesion[r0 : r0 + n, c0 : c0 + n].astype(np.float32))
+    for index in range(min(count, len(library))):
+        hu, mask = library.axial(index)
+        images.append(np.clip((resize_image(hu.astype(np.float32), (n, n)) - lo) / (hi - lo) * 2 - 1, -1, 1))
+        masks.append(resize_mask(mask > 0, (n, n)).astype(np.float32))
     return torch.from_numpy(np.stack(images)[:, None]), torch.from_numpy(np.stack(masks)[:, None])
 
 
+def _regions(lesions: torch.Tensor, model) -> torch.Tensor:
+    """The pixels a model generates, as the engine asks for them: the lesion (inpainting), or
+    all but the lesion inside the crop less its context band (outpainting)."""
+    from lesion_studio.core.geometry.composition import context_band_px, inside_band, outpaint_region
+
+    if not getattr(model, "invert_masks", False):
+        return lesions
+    n = lesions.shape[-1]
+    inner = inside_band((n, n), context_band_px(n, getattr(model, "context_fraction", 0.0)))
+    return torch.stack([torch.from_numpy(outpaint_region(m[0].numpy() > 0, region=inner).astype(np.float32))[None]
+                        for m in lesions])
+
+
+def shipped_generators() -> list[str]:
+    """The bundled texture-family and outpaint checkpoints (names), read from their sidecars."""
+    import json
+
+    names = []
+    for sidecar in sorted(SHIPPED.glob("*.json")):
+        if json.loads(sidecar.read_text()).get("family") in ("texture", "outpaint"):
+            names.append(sidecar.stem)
+    return names
+
+
 def bf16_error(device: torch.device) -> list[dict]:
-    """bf16-autocast vs fp32 on the shipped demo texture/outpaint models (trained weights)."""
+    """bf16-autocast vs fp32 on the bundled texture/outpaint models (trained weights), on real
+    CT nodule patches (their training units: HU)."""
     from lesion_studio.models.checkpoint import load_checkpoint
     from lesion_studio.models.inference import _generator_from
 
     records = []
-    for name in ("demo_texture_inpaint", "demo_outpaint"):
+    for name in shipped_generators():
         ck = load_checkpoint(SHIPPED / name)
         net, model = _generator_from(ck, device)
         lo, hi = float(ck.meta["normalization"]["lo"]), float(ck.meta["normalization"]["hi"])
-        images, lesions = _phantom_patches(model.patch_px, 16, lo, hi)
-        holes = 1 - lesions if model.invert_masks else lesions
+        images, lesions = _ct_patches(model.patch_px, 16, lo, hi)
+        holes = _regions(lesions, model)
         images, holes = images.to(device), holes.to(device)
         outs = {}
         for bf16 in (False, True):

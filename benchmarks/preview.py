@@ -4,7 +4,7 @@ Runs the real main window offscreen on the demo head CT: a click builds the requ
 worker thread runs the synthesizer, the result is drawn. Target: ≤ 500 ms on the 2-core CPU,
 ≤ 100 ms on a GPU. Prints JSON lines.
 
-    python benchmarks/preview.py [--checkpoint lesion_studio/resources/models/demo_texture_inpaint] [--n 20] [--device cpu]
+    python benchmarks/preview.py [--checkpoint lesion_studio/resources/models/ct_nodule_inpaint] [--n 20] [--device cpu]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import cpu_device, emit, summarize_ms  # noqa: E402
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "lesion_studio" / "resources" / "models" / "demo_texture_inpaint"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "lesion_studio" / "resources" / "models" / "ct_nodule_inpaint"
 
 
 def main() -> int:

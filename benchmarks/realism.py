@@ -3,9 +3,9 @@
 One run, one engine path (`load_synthesizer(...)` → `engine(image, request, ...)`, as the app):
 
 1. hole filling / removal: elliptical holes in healthy lung, treated as an existing lesion and
-   removed ("remove" mode); TELEA, Navier-Stokes, ring mean and the demo texture model (trained
-   to inpaint phantom lesions, run here as a fill) on the same engine hole; masked PSNR, SSIM, MAE;
-2. insertion: `real-nodule` and the demo texture model inpainting the same bank shape at the
+   removed ("remove" mode); TELEA, Navier-Stokes, ring mean, texture-fill, auto-fill and the
+   learned removal models given (CT, radiograph) on the same engine hole; masked PSNR, SSIM, MAE;
+2. insertion: `real-nodule` and the learned CT inpainter (`ct_nodule_inpaint`, bundled) at the
    same placements and diameters; contrast, boundary-gradient and texture ratios, components,
    diameters — and the same statistics for the REAL held-out nodules for comparison;
 3. real-vs-synthetic CNN (P2 §3.2): a small CNN, series-grouped 5-fold CV, AUC with a
@@ -217,12 +217,12 @@ def load_engines(ct_removal_checkpoint: Path | None = LEARNED_CT_REMOVAL,
     from lesion_studio.models.inference import load_synthesizer
 
     engines = {name: load_synthesizer(name) for name in ("telea", "navier-stokes", "texture-fill", "auto-fill", "real-nodule")}
-    tex = load_synthesizer(DEMO_TEXTURE)
-    engines["demo-texture"] = tex
-    # the same demo model as a fill: it was trained to inpaint phantom lesions, not to remove
-    fill = load_synthesizer(DEMO_TEXTURE)
-    fill.backend.modes = ("inpaint", "remove")
-    engines["demo-texture-fill"] = fill
+    if Path(str(DEMO_TEXTURE) + ".json").is_file():  # the phantom demo model, gone since ct_nodule_inpaint replaced it
+        engines["demo-texture"] = load_synthesizer(DEMO_TEXTURE)
+        # the same demo model as a fill: it was trained to inpaint phantom lesions, not to remove
+        fill = load_synthesizer(DEMO_TEXTURE)
+        fill.backend.modes = ("inpaint", "remove")
+        engines["demo-texture-fill"] = fill
     # CT only (trained on HU lung slices): run on CT holes, left out (n = 0) on radiographs
     if ct_removal_checkpoint is not None and Path(str(ct_removal_checkpoint) + ".json").is_file():
         engines["learned-ct-removal"] = load_synthesizer(ct_removal_checkpoint)
@@ -655,9 +655,11 @@ def sheets(examples, out: Path) -> dict:
     paths = {}
     # CT
     rows = [("real", "real held-out nodule"), ("real-nodule@site", "real-nodule at its site (real one removed first)"),
-            ("real-nodule", "real-nodule insertion in open lung"), ("demo-texture", "demo texture insertion in open lung")]
-    if any("learned-ct-inpaint" in e for e in examples["ct"]):
-        rows.append(("learned-ct-inpaint", "learned CT inpainter (ct_nodule_inpaint) in open lung"))
+            ("real-nodule", "real-nodule insertion in open lung")]
+    for key, label in (("demo-texture", "demo texture insertion in open lung"),
+                       ("learned-ct-inpaint", "learned CT inpainter (ct_nodule_inpaint) in open lung")):
+        if any(key in e for e in examples["ct"]):  # methods that ran
+            rows.append((key, label))
     ex = [e for e in examples["ct"] if all(k in e for k, _ in rows)][:8]
     if ex:
         fig, axes = plt.subplots(len(rows), len(ex), figsize=(1.6 * len(ex), 1.72 * len(rows) + 0.05))
@@ -674,11 +676,12 @@ def sheets(examples, out: Path) -> dict:
     # radiographs
     ex = examples["radiograph"]
     if ex:
-        fig, axes = plt.subplots(4, len(ex), figsize=(1.9 * len(ex), 8.0))
-        axes = np.atleast_2d(axes).reshape(4, len(ex))
+        keys = ("orig", "real-nodule") + (("demo-texture",) if any("demo-texture" in e for e in ex) else ())
+        fig, axes = plt.subplots(len(keys) + 1, len(ex), figsize=(1.9 * len(ex), 2.0 * (len(keys) + 1)))
+        axes = np.atleast_2d(axes).reshape(len(keys) + 1, len(ex))
         for j, e in enumerate(ex):
             lo, hi = np.percentile(e["orig"], [1, 99])
-            for i, key in enumerate(("orig", "real-nodule", "demo-texture")):
+            for i, key in enumerate(keys):
                 a = axes[i, j]
                 if key in e:
                     a.imshow(e[key], cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
@@ -687,19 +690,20 @@ def sheets(examples, out: Path) -> dict:
                 a.set_xticks([])
                 a.set_yticks([])
             diff = e["real-nodule"] - e["orig"]
-            axes[3, j].imshow(diff, cmap="magma", vmin=0, vmax=max(float(diff.max()), 1e-6), interpolation="nearest")
-            axes[3, j].set_xticks([])
-            axes[3, j].set_yticks([])
+            axes[-1, j].imshow(diff, cmap="magma", vmin=0, vmax=max(float(diff.max()), 1e-6), interpolation="nearest")
+            axes[-1, j].set_xticks([])
+            axes[-1, j].set_yticks([])
             axes[0, j].set_title(f"{e['name'][:12]}\n{e['mm']:.0f} mm", fontsize=7)
-        for i, lab in enumerate(("original", "real-nodule", "demo texture", "real-nodule − original")):
+        labels = {"orig": "original", "real-nodule": "real-nodule", "demo-texture": "demo texture"}
+        for i, lab in enumerate([labels[k] for k in keys] + ["real-nodule − original"]):
             axes[i, 0].set_ylabel(lab, fontsize=8)
         paths["radiograph"] = _save(fig, out / "realism_radiograph.png")
     # removal
     ex = examples["removal"]
     if ex:
-        cols = ("original", "hole", "telea", "navier-stokes", "ring-mean", "texture-fill", "auto-fill", "demo-texture",
-                "learned-ct-removal") + (("learned-rg-removal",) if any(e[3].get("learned-rg-removal") is not None
-                                                                        for e in ex) else ())
+        cols = ("original", "hole", "telea", "navier-stokes", "ring-mean", "texture-fill", "auto-fill") + tuple(
+            m for m in ("demo-texture", "learned-ct-removal", "learned-rg-removal")
+            if any(e[3].get(m) is not None for e in ex))
         fig, axes = plt.subplots(len(ex), len(cols), figsize=(1.7 * len(cols), 1.8 * len(ex)))
         axes = np.atleast_2d(axes)
         for i, (name, img, fp, outs, win) in enumerate(ex):
@@ -802,8 +806,8 @@ def main() -> int:
         "ct_heldout_nodules": len(ct["images"]), "ct_heldout_series": ct["n_heldout_series"],
         "ct_excluded_padded": ct["n_excluded_padded"],
         "removal": removal, "removal_data_range": ranges, "insertion": insertion, "cnn": cnn_res,
-        "notes": {"demo-texture": "demo_texture_inpaint was trained to inpaint phantom lesions, not to remove; "
-                                  "run as a fill by overriding its backend's modes"},
+        "notes": ({"demo-texture": "demo_texture_inpaint was trained to inpaint phantom lesions, not to remove; "
+                                   "run as a fill by overriding its backend's modes"} if "demo-texture" in engines else {}),
         "seconds": {"removal": round(t1 - t0, 1), "insertion": round(t2 - t1, 1), "cnn": round(t3 - t2, 1),
                     "total": round(time.perf_counter() - t0, 1)},
         "sheets": {k: str(v) for k, v in paths.items()},

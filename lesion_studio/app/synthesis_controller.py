@@ -98,8 +98,10 @@ class ModelCache:
                     # Leave one core to the UI thread so the event loop never stalls on a preview.
                     torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
 
-                loader = load_shape_sampler if kind == "shape" else load_synthesizer
-                self._models[key] = loader(stem, self.device)
+                if kind == "shape":
+                    self._models[key] = load_shape_sampler(stem, self.device)
+                else:  # bf16 where native: ~2x faster previews; the precision is in each result's provenance
+                    self._models[key] = load_synthesizer(stem, self.device, precision="auto")
             return self._models[key]
 
     def weights_hash(self, stem: Path) -> str:
@@ -232,10 +234,19 @@ class SynthesisController(QObject):
         self.catalog = scan_models(extra_folders)
         current = str(self.model.stem) if self.model else ""
         if not current:
-            first = next((m for m in self.catalog if m.serves(self.mode)), None)
+            first = self.default_model(self.mode)
             current = str(first.stem) if first else ""
         self.panel.set_models([m for m in self.catalog if m.family not in SAMPLER_FAMILIES], current)
         self.choose_model(current)
+
+    def default_model(self, mode: str) -> ModelInfo | None:
+        """The method the app picks for `mode`: a bundled model whose card makes it the default
+        for the shown image's kind, else the first catalog entry serving the mode that runs on
+        this image (classical methods are listed first)."""
+        kind = self._image_kind() if self.view_state.image is not None else None
+        usable = [m for m in self.catalog if m.serves(mode) and m.runs_on(kind) and not m.problem]
+        preferred = [m for m in usable if m.is_default and kind is not None and kind in m.image_kinds]
+        return (preferred or usable or [None])[0]
 
     def add_checkpoint(self, path: str | Path) -> bool:
         """Register a checkpoint from anywhere (its JSON sidecar is read, weights are not)."""
@@ -298,7 +309,7 @@ class SynthesisController(QObject):
             self._drop_preview()  # Accept would apply the other mode
         self._show_preview_feedback()  # the inpaint cursor outline is not the other modes'
         if self.model is None or not self.model.serves(mode):
-            match = next((m for m in self.catalog if m.serves(mode)), None)
+            match = self.default_model(mode)
             if match is not None:
                 self.panel.set_models([m for m in self.catalog if m.family not in SAMPLER_FAMILIES], str(match.stem))
                 self.choose_model(str(match.stem))
@@ -520,6 +531,9 @@ class SynthesisController(QObject):
             self.refresh_hint()  # no "Preview ready" left from the previous image or slice
             if kind == "image":
                 self._footprint_cache = None
+                if self.model is not None and not self.model.runs_on(self._image_kind()):
+                    fallback = self.default_model(self.mode)  # e.g. a CT-only model, then a radiograph
+                    self.choose_model(str(fallback.stem) if fallback else "")
 
     # ------------------------------------------------------------------ preview
 

@@ -50,6 +50,14 @@ def _benchmark_rows(bench: dict) -> list[str]:
     return lines
 
 
+def card_is_default(card: Any) -> bool:
+    """Whether a shipped model is the default for its task. A card's `status` is "default"
+    (the model beat the classical family on held-out data) or "alternative" (bundled because
+    it is the best learned model for its mode, but a classical family scored closer to real);
+    a card without one is a default (cards from before the field)."""
+    return not (isinstance(card, dict) and card.get("status") == "alternative")
+
+
 def card_lines(card: Any) -> list[str]:
     """The card as short lines: task, data and licence, series used / held out, training,
     selection, benchmark rows against the classical methods, known failure modes."""
@@ -58,6 +66,12 @@ def card_lines(card: Any) -> list[str]:
     lines = ["— model card —"]
     if _text(card.get("task")):
         lines.append(f"task: {_text(card['task'])}")
+    kinds = card.get("image_kinds")
+    if isinstance(kinds, list) and kinds and all(isinstance(k, str) for k in kinds):
+        lines.append(f"images: {', '.join(kinds)} only (other images are refused)")
+    if _text(card.get("status")):
+        reason = _text(card.get("status_reason"))
+        lines.append(f"status: {_text(card['status'])}" + (f" ({reason})" if reason else ""))
     data = _table(card, "data")
     for key, label in (("source", "data"), ("licence", "licence"), ("attribution", "attribution")):
         if _text(data.get(key)):

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lesion_studio.core.app_paths import data_dir
-from lesion_studio.core.model_card import card_lines
+from lesion_studio.core.model_card import card_is_default, card_lines
 
 CHECKPOINT_FORMAT = "lesion-studio-checkpoint"  # models/checkpoint.py writes this
 
@@ -27,7 +27,7 @@ MODES_BY_FAMILY: dict[str, tuple[str, ...]] = {
     "stylegan2-joint": (),
     "stylegan2-cond": (),
     "auto-fill": ("remove",),
-    "texture-fill": ("remove",),
+    "texture-fill": ("remove", "outpaint"),
     "telea": ("remove",),
     "navier-stokes": ("remove",),
     "real-nodule": ("inpaint",),
@@ -55,7 +55,8 @@ CLASSICAL_MODELS: tuple[tuple[str, str], ...] = (
     ("auto-fill", "The best classical fill per case (benchmarks/realism.py): the texture fill for "
                   "radiographs and CT holes over 24 px, Navier-Stokes for smaller CT holes."),
     ("texture-fill", "A smooth biharmonic base plus the fine texture of a nearby donor region, "
-                     "blended seamlessly: no flat disc, no star streaks."),
+                     "blended seamlessly: no flat disc, no star streaks. Also outpaints: the crop around "
+                     "a kept lesion is refilled from the crop's outer band."),
     ("telea", "OpenCV TELEA fill of the removal hole, on the image's own values."),
     ("navier-stokes", "OpenCV Navier-Stokes fill of the removal hole, on the image's own values."),
 )
@@ -102,12 +103,33 @@ class ModelInfo:
     def serves(self, mode: str) -> bool:
         return mode in self.modes
 
+    @property
+    def image_kinds(self) -> tuple[str, ...]:
+        """The image kinds ("ct", "radiograph") its card allows; () = any (no card, or it does not say)."""
+        kinds = self.card.get("image_kinds") if isinstance(self.card, dict) else None
+        return tuple(k for k in kinds if isinstance(k, str)) if isinstance(kinds, list) else ()
+
+    def runs_on(self, image_kind: str | None) -> bool:
+        """Whether the engine will run it on an image of `image_kind` (None: not known yet)."""
+        return image_kind is None or not self.image_kinds or image_kind in self.image_kinds
+
+    @property
+    def is_default(self) -> bool:
+        """A bundled model whose card makes it the default for its task (it beat the classical
+        family on held-out data); classical methods and user checkpoints are not."""
+        return self.builtin and bool(self.card) and card_is_default(self.card)
+
     def label(self) -> str:
         if self.problem:
             return f"{self.name} · unusable: {self.problem}"
         if self.classical:
             return f"{self.name} · classical, no weights ({'/'.join(self.modes)})"
-        origin = ("default, real data" if self.card else "default demo") if self.builtin else "user"
+        if not self.builtin:
+            origin = "user"
+        elif not self.card:
+            origin = "default demo"
+        else:
+            origin = "default, real data" if card_is_default(self.card) else "bundled, real data, not the default"
         return f"{self.name} · {self.family} · step {self.step} ({origin})"
 
     def summary(self) -> str:

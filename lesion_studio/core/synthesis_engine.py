@@ -26,7 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from lesion_studio.core.errors import ConfigError
-from lesion_studio.core.geometry.composition import outpaint_region
+from lesion_studio.core.geometry.composition import context_band_px, inside_band, outpaint_region
 from lesion_studio.core.geometry.crops import (
     PixelBox,
     extract_crop,
@@ -194,6 +194,11 @@ class SynthesisEngine:
                                        np.asarray(out, np.float32), notes, kind))
         return results[0] if single else results
 
+    def _context_band(self, box: PixelBox) -> int:
+        """The outer band of an outpainting crop kept as context: the backend's
+        `outpaint_context_fraction` of the side (0, P1's whole crop, when it has none)."""
+        return context_band_px(min(box.shape), getattr(self.backend, "outpaint_context_fraction", 0.0))
+
     # -- steps --------------------------------------------------------------------------------
     def _prepare(self, pixels, req, current, source_mask, bank, spacing_mm, kind, value_range):
         if req.mode not in self.backend.modes:
@@ -224,8 +229,12 @@ class SynthesisEngine:
         centre = plan.mask_crop.centre_rc
         box = square_box_around(centre, int(side))
         footprint = _footprint_in_box(plan, box)
-        region = (outpaint_region(footprint, keep_margin_px=req.outpaint_keep_margin_px)
-                  if req.mode == "outpaint" else footprint | _mirrored_footprint(plan, box))
+        if req.mode == "outpaint":  # the crop's outer band (if the method keeps one) stays as context
+            band = self._context_band(box)
+            region = outpaint_region(footprint, keep_margin_px=req.outpaint_keep_margin_px,
+                                     region=inside_band(box.shape, band))
+        else:
+            region = footprint | _mirrored_footprint(plan, box)
         crop = extract_crop(pixels, box).astype(np.float32)
         patch_spacing = None if plan.spacing_mm is None else (plan.spacing_mm[0] * scale, plan.spacing_mm[1] * scale)
         if scale > 1.0:
@@ -251,7 +260,8 @@ class SynthesisEngine:
             filled = resize_image(filled, box.shape)
         feather = float(plan.request.blending.feather_px)
         if plan.request.mode == "outpaint":
-            alpha = np.where(region, feather_weights(box.shape, feather), 0.0).astype(np.float32)
+            alpha = np.where(region, feather_weights(box.shape, feather, inset_px=self._context_band(box)),
+                             0.0).astype(np.float32)
         else:
             alpha = seam_alpha(footprint, feather)
         out_image = composite(pixels, filled, box, alpha)

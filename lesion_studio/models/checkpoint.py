@@ -16,7 +16,7 @@ removed (the old checkpoint is now absent), the tensor files are renamed into pl
 JSON is renamed last: the commit. A kill at any point leaves the old checkpoint complete, or
 no checkpoint `NAME`, or the new one complete; loading verifies the recorded hashes, so
 a JSON beside tensors of another save is refused (`CheckpointError` naming the file), never
-loaded. Checkpoints without `files` (older versions, the shipped demo models) load unchecked.
+loaded. Checkpoints without `files` (older versions) load unchecked; the bundled ones all have them.
 """
 
 from __future__ import annotations

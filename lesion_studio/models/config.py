@@ -146,6 +146,7 @@ class OutpaintConfig(TextureConfig):
 
     family: str = "outpaint"
     invert_masks: bool = True  # SPEC §2.5: regenerate everything but the lesion
+    context_fraction: float = 0.0  # the crop's outer band kept as context (fraction of the side): 0 = P1's whole crop; > 0 lets the pasted crop meet the image without a square seam
     adversarial_loss: str = "nonsaturating"  # P1 §3.2 (MAT training uses a non-saturating loss)
     best_metric: str = "fid"  # P1 §3.2: the checkpoint of best FID; without Inception weights: realfake
 
@@ -403,6 +404,7 @@ MODEL_BOUNDS: dict[str, dict[str, Any]] = {
     "objective": {"choices": OBJECTIVES},
     "best_metric": {"choices": ("", *BEST_METRICS)},
     "nonlesion_pairs": {"ge": 0.0, "le": 10.0},
+    "context_fraction": {"ge": 0.0, "le": 0.3},
     "condition_classes": {"ge": 0, "le": 64},
     "batch_size": {"ge": 1}, "d_every": {"ge": 1},
     "betas": {"min_len": 2, "max_len": 2, "ge": 0.0, "lt": 1.0},

@@ -38,7 +38,7 @@ import torch
 
 from lesion_studio.core.dataset import CaseRecord, Dataset
 from lesion_studio.core.errors import ConfigError, MaskError
-from lesion_studio.core.geometry.composition import outpaint_region
+from lesion_studio.core.geometry.composition import context_band_px, inside_band, outpaint_region
 from lesion_studio.core.geometry.crops import (
     PixelBox,
     component_masks,
@@ -433,7 +433,11 @@ def build_patches(
                                                     all_lesions=lesion_mask if every_lesion else None)
                 if not lesion.any():
                     continue
-                region = outpaint_region(lesion) if getattr(model, "invert_masks", False) else lesion
+                if getattr(model, "invert_masks", False):  # outpainting: as the engine crops (synthesis_engine)
+                    band = context_band_px(n, getattr(model, "context_fraction", 0.0))
+                    region = outpaint_region(lesion, region=inside_band((n, n), band))
+                else:
+                    region = lesion
                 images.append(normalizer.to_model(crop))
                 masks.append(region)
             case_ids.append(case.case_id)

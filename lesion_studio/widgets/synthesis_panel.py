@@ -267,9 +267,10 @@ class SynthesisPanel(QGroupBox):
 
     def show_model(self, stem: str) -> None:
         """Select `stem` in the model selector without emitting `modelChosen` (the controller
-        chose it: from code, or after a mode switch)."""
+        chose it: from code, or after a mode switch). "" shows "— no model —"; a stem
+        the selector does not list (a shape sampler) leaves it blank, not on the previous model."""
         index = self.model_combo.findData(stem)
-        if index >= 0 and index != self.model_combo.currentIndex():
+        if index != self.model_combo.currentIndex():
             with QSignalBlocker(self.model_combo):
                 self.model_combo.setCurrentIndex(index)
 

@@ -12,6 +12,7 @@ from PySide6.QtCore import Qt
 
 from lesion_studio.core.geometry.size_modulation import moment_diameter
 from lesion_studio.core.image import ImageSource, MedicalImage, Window
+from lesion_studio.core.model_catalog import builtin_models_dir
 from lesion_studio.core.phantom import generate_phantom_dataset, make_phantom_case
 from lesion_studio.core.sample_data import sample_file
 from lesion_studio.models.trainer import train
@@ -287,7 +288,7 @@ window = MainWindow(offer_recovery=False)
 window.show()
 assert "torch" not in sys.modules, "the main window must not import torch"
 names = [m.name for m in window.synthesis.catalog]
-assert {"real-nodule", "telea", "demo_texture_inpaint", "demo_outpaint", "ct_nodule_shape"} <= set(names), names
+assert {"real-nodule", "telea", "ct_nodule_inpaint", "ct_nodule_outpaint", "ct_nodule_shape"} <= set(names), names
 assert window.synthesis.model is not None and window.synthesis.model.name == "real-nodule", window.synthesis.model
 window.state.set_image(load_image(sample_file("693_UNCR.dcm")))
 window.show_viewer()
@@ -534,6 +535,9 @@ def test_real_stone_is_listed_and_previews_a_stone_on_a_kidney_slice(window, qtb
     syn.set_mode("inpaint")
     syn.choose_model("real-stone")
     assert panel.model_combo.currentData() == "real-stone"                 # the selector follows the controller
+    syn.choose_model("no-such-model")
+    assert syn.model is None and panel.model_combo.currentData() == ""     # "— no model —", not the stale entry
+    syn.choose_model("real-stone")
     assert syn.shapes_used()
     syn.set_size(10.0)
     original = window.state.image.pixels.copy()
@@ -544,3 +548,19 @@ def test_real_stone_is_listed_and_previews_a_stone_on_a_kidney_slice(window, qtb
     assert result.provenance["model"]["family"] == "real-stone"
     assert (result.image - original)[footprint].max() >= 40                 # the stone rises above the tissue
     assert result.image.max() <= 255.0
+
+
+def test_a_ct_only_model_is_not_picked_for_a_radiograph(window, qtbot, open_and_wait) -> None:
+    """The bundled CT outpainter's card allows CT only: on a radiograph the app picks a method
+    that runs there, and opening a radiograph while the CT model is chosen switches away from it
+    (its clicks would only be refused)."""
+    syn = window.synthesis
+    open_and_wait(window, sample_file("693_UNCR.dcm"))                        # CT (HU)
+    syn.set_mode("outpaint")
+    syn.choose_model(str(builtin_models_dir() / "ct_nodule_outpaint"))
+    assert syn.model.name == "ct_nodule_outpaint" and syn.model.image_kinds == ("ct",)
+    open_and_wait(window, sample_file("RG1_UNCR.dcm"))                        # a radiograph
+    assert syn.model is not None and syn.model.runs_on("radiograph") and syn.model.serves("outpaint")
+    assert window.synthesis_panel.model_combo.currentData() == str(syn.model.stem)
+    syn.set_mode("inpaint")
+    assert syn.default_model("outpaint").runs_on("radiograph")

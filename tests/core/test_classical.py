@@ -496,3 +496,35 @@ def test_thick_slice_nodules_get_round_caps_and_native_ones_stay() -> None:
         native[z] = (yy - 10) ** 2 + (xx - 10) ** 2 <= r * r
     same_hu, same = round_slab_caps(hu[:9], native)
     assert same is native and same_hu is not None
+
+
+def test_texture_fill_outpaints_from_the_band_without_a_halo() -> None:
+    """Classical outpainting on held-out real CT: the nodule and the crop's outer band stay bit
+    for bit, everything between is refilled from the band alone, so the nodule's density does not
+    bleed into its new surroundings (the fill grown from the nodule's edge made a bright halo)."""
+    from lesion_studio.core.classical.backends import OUTPAINT_CONTEXT_FRACTION, classical_backend
+    from lesion_studio.core.geometry.composition import context_band_px
+    from lesion_studio.core.synthesis_engine import SynthesisEngine
+    from lesion_studio.core.synthesis_plan import MaskSource, SynthesisRequest
+
+    data = np.load(DATA / "lidc_heldout_axial.npz")
+    engine = SynthesisEngine(classical_backend("texture-fill"))
+    assert "outpaint" in engine.backend.modes
+    for image, nodule in zip(data["images"], data["masks"]):
+        image, nodule = image.astype(np.float32), nodule > 0
+        rows, cols = np.nonzero(nodule)
+        request = SynthesisRequest(mode="outpaint", centre_rc=(rows.mean(), cols.mean()),
+                                   mask_source=MaskSource("existing"), seed=1)
+        result = engine(image, request, lesion_mask=nodule, spacing_mm=(1.0, 1.0), modality="CT")
+        out, box = result.image, result.box
+        assert np.array_equal(out[nodule], image[nodule]) and np.array_equal(result.mask, nodule)
+        band = context_band_px(min(box.shape), OUTPAINT_CONTEXT_FRACTION)
+        inner = np.zeros(image.shape, bool)
+        inner[box.row0 + band : box.row0 + box.height - band, box.col0 + band : box.col0 + box.width - band] = True
+        changed = out != image
+        assert changed.any() and not (changed & ~inner).any()
+        # 2-4 px outside the nodule: the refill is lung-dark, not half-way to the nodule's density
+        outside = ndimage.distance_transform_edt(~nodule)
+        near = (outside > 2) & (outside <= 4) & changed
+        assert np.median(out[near]) < 0.5 * (np.median(image[nodule]) + np.median(image[inner & ~nodule])), (
+            np.median(out[near]), np.median(image[nodule]))

@@ -107,6 +107,17 @@ def test_methods_default_to_the_classical_winners_and_a_typo_names_the_choices(t
                                            '[output]\ndir = "out"\n'))
 
 
+def test_outpaint_takes_the_classical_texture_fill_or_a_checkpoint(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    base = '[input]\ndataset = "data"\n[synthesis]\noutpaint_fraction = 0.5\n[output]\ndir = "out"\n'
+    config = load_batch_config(_write(tmp_path, base + '[models]\noutpaint = "texture-fill"\n'))
+    assert config.outpaint_checkpoint == "texture-fill"
+    config = load_batch_config(_write(tmp_path, base + '[models]\noutpaint = "run/final"\n'))
+    assert config.outpaint_checkpoint == (tmp_path / "run" / "final").resolve()
+    with pytest.raises(ConfigError, match="models.outpaint: 'texture_fill' is neither a checkpoint"):
+        load_batch_config(_write(tmp_path, base + '[models]\noutpaint = "texture_fill"\n'))
+
+
 def test_key_lines_follow_tables() -> None:
     lines = key_lines('seed = 1\n[output]\n# note\ndir = "x"\n[input]\n  dataset = "d"\n')
     assert lines == {"seed": 1, "output": 2, "output.dir": 4, "input": 5, "input.dataset": 6}

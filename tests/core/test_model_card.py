@@ -38,13 +38,37 @@ def test_a_malformed_card_is_skipped_not_raised(card) -> None:
 
 
 def test_the_selector_tooltip_shows_the_card_of_a_checkpoint(tmp_path: Path) -> None:
-    shipped = builtin_models_dir() / "demo_texture_inpaint"
-    meta = json.loads(shipped.with_suffix(".json").read_text()) | {"card": CARD}
-    (tmp_path / "m.json").write_text(json.dumps(meta))
-    (tmp_path / "m.safetensors").write_bytes(b"")  # the catalog reads sidecars only
+    # a sidecar without a card: the phantom demo model's, from before presets (tests/data)
+    plain_meta = json.loads((Path(__file__).parents[1] / "data" / "pre_preset_texture_sidecar.json").read_text())
+    for stem in ("m", "plain", "alt"):
+        (tmp_path / f"{stem}.safetensors").write_bytes(b"")  # the catalog reads sidecars only
+    (tmp_path / "m.json").write_text(json.dumps(plain_meta | {"card": CARD}))
     info = read_model_info(tmp_path / "m.json", builtin=True)
     assert info is not None and info.card == CARD
     assert "default, real data" in info.label()
     assert "lowest W1 on validation" in info.summary() and "— model card —" in info.summary()
-    plain = read_model_info(shipped.with_suffix(".json"), builtin=True)
+    (tmp_path / "plain.json").write_text(json.dumps(plain_meta))
+    plain = read_model_info(tmp_path / "plain.json", builtin=True)
     assert "model card" not in plain.summary() and "default demo" in plain.label()
+    # a bundled model that lost to its classical family says so in its label and card
+    alternative = CARD | {"status": "alternative", "status_reason": "real-nodule is closer to real"}
+    (tmp_path / "alt.json").write_text(json.dumps(plain_meta | {"card": alternative}))
+    alt = read_model_info(tmp_path / "alt.json", builtin=True)
+    assert "not the default" in alt.label() and "default, real data" not in alt.label()
+    assert "status: alternative (real-nodule is closer to real)" in alt.summary()
+
+
+def test_every_bundled_generator_is_trained_on_real_data_with_a_card() -> None:
+    """No phantom-trained model ships: each bundled checkpoint has a card naming its data, its
+    held-out series and its benchmark against the classical method of its task."""
+    sidecars = sorted(builtin_models_dir().glob("*.json"))
+    assert sidecars
+    for sidecar in sidecars:
+        meta = json.loads(sidecar.read_text())
+        card = meta.get("card")
+        assert isinstance(card, dict), f"{sidecar.name} has no model card"
+        assert card["data"]["series_held_out"] > 0 and "LIDC" in card["data"]["licence"], sidecar.name
+        assert "phantom" not in meta.get("description", "").lower(), sidecar.name
+        bench = card.get("realism_benchmark") or card.get("shape_benchmark")
+        rows = [row for row in bench.get("results", bench).values() if isinstance(row, dict) and "auc" in row]
+        assert len(rows) >= 2, f"{sidecar.name}: its card compares it with nothing"

@@ -81,7 +81,7 @@ def test_a_learned_checkpoint_and_a_classical_model_share_the_synthetic_cases(tm
 
     from lesion_studio.models.study_engines import study_engine_factory
 
-    demo = Path(__file__).resolve().parents[2] / "lesion_studio" / "resources" / "models" / "demo_texture_inpaint"
+    demo = Path(__file__).resolve().parents[2] / "lesion_studio" / "resources" / "models" / "ct_nodule_inpaint"
     lidc_dihedral_dataset(tmp_path / "ds")
     toml = study_toml(tmp_path / "s.toml", out_dir="study", source='dataset = "ds"', cases_per_class=4,
                       size_bins_mm=[3.0], field_of_view_mm=24.0)
@@ -90,6 +90,6 @@ def test_a_learned_checkpoint_and_a_classical_model_share_the_synthetic_cases(tm
     result = build_study(config, engine_factory=study_engine_factory(tmp_path, "cpu"))
     key = load_answer_key(result.key_path)
     models = sorted(k.model for k in key.cases.values() if k.truth == "synthetic")
-    assert models == ["demo_texture_inpaint", "demo_texture_inpaint", "real-nodule", "real-nodule"]
-    learned = next(k for k in key.cases.values() if k.model == "demo_texture_inpaint")
+    assert models == ["ct_nodule_inpaint", "ct_nodule_inpaint", "real-nodule", "real-nodule"]
+    learned = next(k for k in key.cases.values() if k.model == "ct_nodule_inpaint")
     assert learned.record["request"]["insertion"]["mask_source"]["kind"] == "drawn"  # the removed lesion's shape

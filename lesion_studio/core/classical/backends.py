@@ -51,6 +51,8 @@ AUTO_SMOOTH_MAX_CT_HOLE_PX = 24.0
 CONTEXT_FACTOR = 3.0
 MARGIN_PX = 8
 DEFAULT_FILL_RADIUS_PX = 3.0
+#: The outer share of an outpainting crop that the classical fill keeps as context.
+OUTPAINT_CONTEXT_FRACTION = 0.125
 
 
 def _native_geometry(plan: "SynthesisPlan") -> tuple[int, float]:
@@ -64,6 +66,9 @@ class FillBackend:
 
     modes: tuple[str, ...] = ("remove",)
     learned: bool = False
+    #: Outpainting keeps the crop's outer eighth as the context the fill grows from (as the CT
+    #: outpainter was trained: synthesis_engine crops both alike).
+    outpaint_context_fraction: float = OUTPAINT_CONTEXT_FRACTION
 
     def __init__(self, method: str = "telea", radius_px: float = DEFAULT_FILL_RADIUS_PX) -> None:
         if method in ("texture-fill", "auto-fill"):
@@ -72,6 +77,8 @@ class FillBackend:
             raise ConfigError(f"unknown fill method {method!r}; expected 'telea', 'navier-stokes', "
                               "'texture' or 'auto'")
         self.family = {"texture": "texture-fill", "auto": "auto-fill"}.get(method, method)
+        if self.family == "texture-fill":  # the classical outpainter: texture-fill of the crop around the lesion
+            self.modes = ("remove", "outpaint")
         self.method = method
         self.radius_px = float(radius_px)
         self.identity: dict[str, Any] = {
@@ -98,8 +105,14 @@ class FillBackend:
         return {"fill_method": self.method_for(patch)}
 
     def fill(self, patches: Sequence[Patch]) -> list[np.ndarray]:
-        """Each patch with its region inpainted from the pixels around it."""
-        return [fill_hole(p.pixels, p.region, self.method_for(p), self.radius_px) for p in patches]
+        """Each patch with its region inpainted from the pixels around it. Outpainting fills the
+        kept lesion too (the engine pastes only the region back): grown from the crop's outer
+        band alone, the fill does not smear the lesion's density into a halo around it."""
+        out = []
+        for p in patches:
+            hole = p.region | p.footprint if p.plan.request.mode == "outpaint" else p.region
+            out.append(fill_hole(p.pixels, hole, self.method_for(p), self.radius_px))
+        return out
 
 
 #: Nodules whose area-equivalent diameter is under this share of their moment diameter (P3's

@@ -135,7 +135,8 @@ BATCH_SCHEMA: dict[str, dict[str, Setting]] = {
     "models": {
         "inpaint": Setting("str", "", doc=f"a checkpoint or a classical method (default {DEFAULT_INPAINT_METHOD})"),
         "remove": Setting("str", "", doc=f"a checkpoint or a classical method (default {DEFAULT_REMOVE_METHOD})"),
-        "outpaint": Setting("path", ""),
+        "outpaint": Setting("str", "", doc="an outpaint checkpoint or \"texture-fill\" (required when "
+                                          "synthesis.outpaint_fraction > 0)"),
         "shape": Setting("path", ""),
         "device": Setting("str", "auto", choices=DEVICES),
     },
@@ -215,7 +216,7 @@ def parse_batch_config(data: dict[str, Any], *, path: Path, text: str = "", chec
     values["diameters"] = DiameterSpec(kind=kind, values_mm=tuple(values_mm or ()),
                                        range_mm=None if range_mm is None else (range_mm[0], range_mm[1]), file=file)
 
-    def as_method(key: str, default: str) -> Path | str | None:
+    def as_method(key: str, default: str | None) -> Path | str | None:
         value = t["models"][key]
         if value in CLASSICAL_FAMILIES:
             return value
@@ -231,8 +232,9 @@ def parse_batch_config(data: dict[str, Any], *, path: Path, text: str = "", chec
 
     values["inpaint_checkpoint"] = as_method("inpaint", DEFAULT_INPAINT_METHOD)
     values["remove_checkpoint"] = as_method("remove", DEFAULT_REMOVE_METHOD)
-    values["outpaint_checkpoint"] = as_path("models", "outpaint", required=values["outpaint_fraction"] > 0,
-                                            what="checkpoint")
+    values["outpaint_checkpoint"] = (as_method("outpaint", None) if t["models"]["outpaint"] else
+                                     as_path("models", "outpaint", required=values["outpaint_fraction"] > 0,
+                                             what="checkpoint"))
     values["shape_checkpoint"] = as_path("models", "shape", required=values["mask_source"] == "generator",
                                          what="checkpoint")
     values["device"] = t["models"]["device"]

@@ -48,6 +48,22 @@ def outpaint_region(
     return regenerate
 
 
+def context_band_px(side_px: int, fraction: float) -> int:
+    """Width of the crop's outer band kept as context when outpainting: `fraction` of the side
+    (0: none, P1's literal whole-crop outpainting)."""
+    return int(round(max(0.0, float(fraction)) * int(side_px)))
+
+
+def inside_band(shape: tuple[int, int], band_px: int) -> np.ndarray:
+    """True inside the crop less an outer band of `band_px` (the whole crop when 0)."""
+    inner = np.zeros(tuple(int(v) for v in shape), dtype=bool)
+    b = int(band_px)
+    if 2 * b >= min(inner.shape):
+        raise ValueError(f"a {b} px context band leaves nothing of a {inner.shape} crop")
+    inner[b : inner.shape[0] - b, b : inner.shape[1] - b] = True
+    return inner
+
+
 def compose(original: np.ndarray, generated: np.ndarray, regenerate: np.ndarray) -> np.ndarray:
     """Generated pixels where `regenerate` is True, original pixels (bit-identical) elsewhere."""
     original = np.asarray(original)

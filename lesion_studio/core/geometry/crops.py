@@ -280,16 +280,17 @@ def _keep_lost_components(binary: np.ndarray, soft: np.ndarray, out: np.ndarray)
         out[r[best], c[best]] = True
 
 
-def feather_weights(shape: tuple[int, int], feather_px: float) -> np.ndarray:
-    """Blend weight 0 at the crop's edge rising linearly to 1 at `feather_px` inside (float32)."""
+def feather_weights(shape: tuple[int, int], feather_px: float, inset_px: int = 0) -> np.ndarray:
+    """Blend weight 0 at the crop's edge (or `inset_px` inside it) rising linearly to 1 at
+    `feather_px` further in (float32)."""
     rows, cols = int(shape[0]), int(shape[1])
-    if feather_px <= 0:
-        return np.ones((rows, cols), dtype=np.float32)
     r = np.arange(rows, dtype=np.float32)
     c = np.arange(cols, dtype=np.float32)
     dist_r = np.minimum(r + 0.5, rows - r - 0.5)
     dist_c = np.minimum(c + 0.5, cols - c - 0.5)
-    dist = np.minimum(dist_r[:, None], dist_c[None, :])
+    dist = np.minimum(dist_r[:, None], dist_c[None, :]) - float(inset_px)
+    if feather_px <= 0:
+        return (dist > 0).astype(np.float32)
     return np.clip(dist / float(feather_px), 0.0, 1.0).astype(np.float32)
 
 
