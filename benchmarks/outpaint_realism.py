@@ -7,7 +7,7 @@ slices of node21_ct_axial.npz, never seen by a default model), for the same nodu
 - each `--checkpoint NAME=STEM` (outpaint family) runs the app's engine path
   (`load_synthesizer(stem)`, mode "outpaint", the nodule as the existing mask);
 - `texture-fill` (the app's classical outpainter, the same engine path): the crop around the
-  kept nodule refilled from the crop's outer band (biharmonic base plus donor texture);
+  kept nodule refilled smoothly from the crop's outer band (the biharmonic base: no donor fits);
 - `copy-paste` (a classical reference, not an app method): the nodule (its mask grown by 1 px) pasted with the
   engine's 3 px feathered seam into ANOTHER held-out patient's slice whose own nodule was removed
   first (`auto-fill`): real surroundings, a foreign seam.

@@ -164,6 +164,7 @@ class SynthesisController(QObject):
         self.models = ModelCache(device)
         self.catalog: list[ModelInfo] = []
         self.model: ModelInfo | None = None
+        self._automatic_model = True  # the model is the app's pick (default_model), not the user's
         self.mode = "inpaint"
         self.shapes = ShapeState()
         self.bank: MaskBank | None = None
@@ -233,11 +234,13 @@ class SynthesisController(QObject):
     def refresh_models(self, extra_folders: list[Path] | None = None) -> None:
         self.catalog = scan_models(extra_folders)
         current = str(self.model.stem) if self.model else ""
+        automatic = not current or self._automatic_model
         if not current:
             first = self.default_model(self.mode)
             current = str(first.stem) if first else ""
         self.panel.set_models([m for m in self.catalog if m.family not in SAMPLER_FAMILIES], current)
         self.choose_model(current)
+        self._automatic_model = automatic
 
     def default_model(self, mode: str) -> ModelInfo | None:
         """The method the app picks for `mode`: a bundled model whose card makes it the default
@@ -268,7 +271,10 @@ class SynthesisController(QObject):
         return True
 
     def choose_model(self, stem: str) -> None:
-        """Use the catalog entry `stem` (none when absent or unusable); the selector follows."""
+        """Use the catalog entry `stem` (none when absent or unusable); the selector follows.
+        A model chosen here stays when the mode or the image changes (while it serves them);
+        the app's own pick (`default_model`) follows them."""
+        self._automatic_model = False
         self.model = next((m for m in self.catalog if str(m.stem) == stem and not m.problem), None)
         self.panel.show_model(str(self.model.stem) if self.model else "")
         if self.model is None:
@@ -308,13 +314,16 @@ class SynthesisController(QObject):
         if self.preview is not None and self.preview.results[0].plan.request.mode != mode:
             self._drop_preview()  # Accept would apply the other mode
         self._show_preview_feedback()  # the inpaint cursor outline is not the other modes'
-        if self.model is None or not self.model.serves(mode):
+        automatic = self._automatic_model
+        if self.model is None or not self.model.serves(mode) or automatic:
             match = self.default_model(mode)
             if match is not None:
                 self.panel.set_models([m for m in self.catalog if m.family not in SAMPLER_FAMILIES], str(match.stem))
                 self.choose_model(str(match.stem))
+                self._automatic_model = True
                 return
         self.choose_model(str(self.model.stem) if self.model else "")
+        self._automatic_model = automatic
 
     def _hint(self) -> str:
         """What to do next, from the current model, mode, tool and preview."""
@@ -531,9 +540,11 @@ class SynthesisController(QObject):
             self.refresh_hint()  # no "Preview ready" left from the previous image or slice
             if kind == "image":
                 self._footprint_cache = None
-                if self.model is not None and not self.model.runs_on(self._image_kind()):
-                    fallback = self.default_model(self.mode)  # e.g. a CT-only model, then a radiograph
-                    self.choose_model(str(fallback.stem) if fallback else "")
+                if self._automatic_model or (self.model is not None and not self.model.runs_on(self._image_kind())):
+                    # the app's pick follows the image (a CT default on CT); a CT-only model leaves a radiograph
+                    pick = self.default_model(self.mode)
+                    self.choose_model(str(pick.stem) if pick else "")
+                    self._automatic_model = True
 
     # ------------------------------------------------------------------ preview
 

@@ -50,6 +50,19 @@ def _benchmark_rows(bench: dict) -> list[str]:
     return lines
 
 
+#: The image kinds a card's `image_kinds` may name (core/intensity.image_kind's answers).
+IMAGE_KINDS = ("ct", "radiograph")
+
+
+def card_image_kinds(card: Any) -> tuple[str, ...]:
+    """The image kinds a card allows a model to run on (lower-cased, unknown names dropped);
+    () = any: no card, or the card does not say."""
+    kinds = card.get("image_kinds") if isinstance(card, dict) else None
+    if not isinstance(kinds, list):
+        return ()
+    return tuple(dict.fromkeys(k.lower() for k in kinds if isinstance(k, str) and k.lower() in IMAGE_KINDS))
+
+
 def card_is_default(card: Any) -> bool:
     """Whether a shipped model is the default for its task. A card's `status` is "default"
     (the model beat the classical family on held-out data) or "alternative" (bundled because
@@ -66,8 +79,8 @@ def card_lines(card: Any) -> list[str]:
     lines = ["— model card —"]
     if _text(card.get("task")):
         lines.append(f"task: {_text(card['task'])}")
-    kinds = card.get("image_kinds")
-    if isinstance(kinds, list) and kinds and all(isinstance(k, str) for k in kinds):
+    kinds = card_image_kinds(card)
+    if kinds:
         lines.append(f"images: {', '.join(kinds)} only (other images are refused)")
     if _text(card.get("status")):
         reason = _text(card.get("status_reason"))

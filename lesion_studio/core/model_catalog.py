@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lesion_studio.core.app_paths import data_dir
-from lesion_studio.core.model_card import card_is_default, card_lines
+from lesion_studio.core.model_card import card_image_kinds, card_is_default, card_lines
 
 CHECKPOINT_FORMAT = "lesion-studio-checkpoint"  # models/checkpoint.py writes this
 
@@ -56,7 +56,8 @@ CLASSICAL_MODELS: tuple[tuple[str, str], ...] = (
                   "radiographs and CT holes over 24 px, Navier-Stokes for smaller CT holes."),
     ("texture-fill", "A smooth biharmonic base plus the fine texture of a nearby donor region, "
                      "blended seamlessly: no flat disc, no star streaks. Also outpaints: the crop around "
-                     "a kept lesion is refilled from the crop's outer band."),
+                     "a kept lesion is refilled smoothly from the crop's outer band (no donor texture fits "
+                     "there)."),
     ("telea", "OpenCV TELEA fill of the removal hole, on the image's own values."),
     ("navier-stokes", "OpenCV Navier-Stokes fill of the removal hole, on the image's own values."),
 )
@@ -106,8 +107,7 @@ class ModelInfo:
     @property
     def image_kinds(self) -> tuple[str, ...]:
         """The image kinds ("ct", "radiograph") its card allows; () = any (no card, or it does not say)."""
-        kinds = self.card.get("image_kinds") if isinstance(self.card, dict) else None
-        return tuple(k for k in kinds if isinstance(k, str)) if isinstance(kinds, list) else ()
+        return card_image_kinds(self.card)
 
     def runs_on(self, image_kind: str | None) -> bool:
         """Whether the engine will run it on an image of `image_kind` (None: not known yet)."""

@@ -231,7 +231,9 @@ class SynthesisEngine:
         footprint = _footprint_in_box(plan, box)
         if req.mode == "outpaint":  # the crop's outer band (if the method keeps one) stays as context
             band = self._context_band(box)
-            region = outpaint_region(footprint, keep_margin_px=req.outpaint_keep_margin_px,
+            # every lesion in the crop is kept, not only the clicked one: its ground truth stays valid
+            kept = footprint | (extract_crop(current, box) > 0)
+            region = outpaint_region(kept, keep_margin_px=req.outpaint_keep_margin_px,
                                      region=inside_band(box.shape, band))
         else:
             region = footprint | _mirrored_footprint(plan, box)

@@ -433,7 +433,8 @@ def build_patches(
                                                     all_lesions=lesion_mask if every_lesion else None)
                 if not lesion.any():
                     continue
-                if getattr(model, "invert_masks", False):  # outpainting: as the engine crops (synthesis_engine)
+                if getattr(model, "invert_masks", False):  # outpainting: the band fraction the engine keeps
+                    # (synthesis_engine._context_band); the engine's crop framing differs (native scale, not 3x)
                     band = context_band_px(n, getattr(model, "context_fraction", 0.0))
                     region = outpaint_region(lesion, region=inside_band((n, n), band))
                 else:

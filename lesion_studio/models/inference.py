@@ -26,6 +26,7 @@ from lesion_studio.core.errors import CheckpointError, ConfigError
 from lesion_studio.core.geometry.crops import resize_image, resize_mask
 from lesion_studio.core.geometry.shape_cleanup import clean_shape
 from lesion_studio.core.intensity import CT_AIR_THRESHOLD_HU, IntensityMapping, mapping_for_range
+from lesion_studio.core.model_card import card_image_kinds
 from lesion_studio.core.model_catalog import MODES_BY_FAMILY, SHAPE_FAMILIES, modes_of_checkpoint
 from lesion_studio.core.synthesis_backend import Patch
 from lesion_studio.core.synthesis_engine import SynthesisEngine, SynthesisResult, native_patch_geometry
@@ -205,16 +206,6 @@ class GeneratorBackend:
         return out[:, 0].float().cpu().numpy()
 
 
-def _card_image_kinds(meta: dict) -> tuple[str, ...]:
-    """The card's `image_kinds` ("ct", "radiograph"): what the model may be run on; () when the
-    sidecar has no card or the card does not say (user checkpoints: any image)."""
-    card = meta.get("card") if isinstance(meta, dict) else None
-    kinds = card.get("image_kinds") if isinstance(card, dict) else None
-    if not isinstance(kinds, list):
-        return ()
-    return tuple(k for k in kinds if k in ("ct", "radiograph"))
-
-
 def _identity(ck) -> dict:
     return {"checkpoint": str(ck.path), "family": ck.family, "step": ck.step,
             "dataset_fingerprint": ck.meta.get("dataset_fingerprint", ""),
@@ -319,7 +310,7 @@ def load_synthesizer(
                                model.patch_px, dev, identity, intensity=intensity,
                                modes=modes_of_checkpoint(ck.family, ck.meta),
                                condition_classes=getattr(model, "condition_classes", 0), bf16=bf16,
-                               image_kinds=_card_image_kinds(ck.meta))
+                               image_kinds=card_image_kinds(ck.meta.get("card")))
     # outpainters trained with a context band get the same band at inference (synthesis_engine)
     backend.outpaint_context_fraction = float(getattr(model, "context_fraction", 0.0))
     return SynthesisEngine(backend, shape_sampler=sampler)

@@ -309,7 +309,7 @@ sys.exit(app.exec())
 
 
 def test_fresh_process_previews_with_the_default_model(tmp_path: Path) -> None:
-    """A new app (torch not yet imported) previews with the shipped demo model without crashing."""
+    """A new app (torch not yet imported) previews with the default method without crashing."""
     import os
     import subprocess
     import sys
@@ -550,17 +550,25 @@ def test_real_stone_is_listed_and_previews_a_stone_on_a_kidney_slice(window, qtb
     assert result.image.max() <= 255.0
 
 
-def test_a_ct_only_model_is_not_picked_for_a_radiograph(window, qtbot, open_and_wait) -> None:
-    """The bundled CT outpainter's card allows CT only: on a radiograph the app picks a method
-    that runs there, and opening a radiograph while the CT model is chosen switches away from it
-    (its clicks would only be refused)."""
+def test_outpaint_default_follows_the_image_kind_and_a_user_choice_stays(window, qtbot, open_and_wait) -> None:
+    """The bundled CT outpainter's card says default, CT only: the app picks it on CT and
+    texture-fill on a radiograph, whichever order images and modes come in; a CT-only model
+    chosen by hand leaves when a radiograph opens (its clicks would be refused); a method chosen
+    by hand that runs everywhere stays."""
     syn = window.synthesis
-    open_and_wait(window, sample_file("693_UNCR.dcm"))                        # CT (HU)
     syn.set_mode("outpaint")
-    syn.choose_model(str(builtin_models_dir() / "ct_nodule_outpaint"))
+    open_and_wait(window, sample_file("693_UNCR.dcm"))                        # CT (HU)
     assert syn.model.name == "ct_nodule_outpaint" and syn.model.image_kinds == ("ct",)
     open_and_wait(window, sample_file("RG1_UNCR.dcm"))                        # a radiograph
-    assert syn.model is not None and syn.model.runs_on("radiograph") and syn.model.serves("outpaint")
+    assert syn.model.name == "texture-fill"
     assert window.synthesis_panel.model_combo.currentData() == str(syn.model.stem)
+    open_and_wait(window, sample_file("693_UNCR.dcm"))
+    assert syn.model.name == "ct_nodule_outpaint"                            # the app's pick follows back
+    syn.choose_model(str(builtin_models_dir() / "ct_nodule_outpaint"))       # now the user's choice
+    open_and_wait(window, sample_file("RG1_UNCR.dcm"))
+    assert syn.model.name == "texture-fill"                                   # it cannot run there
+    syn.choose_model("texture-fill")                                          # chosen by hand
+    open_and_wait(window, sample_file("693_UNCR.dcm"))
+    assert syn.model.name == "texture-fill"                                   # stays: it runs on CT too
     syn.set_mode("inpaint")
-    assert syn.default_model("outpaint").runs_on("radiograph")
+    assert syn.model.name == "real-nodule"

@@ -116,6 +116,9 @@ def test_outpaint_takes_the_classical_texture_fill_or_a_checkpoint(tmp_path: Pat
     assert config.outpaint_checkpoint == (tmp_path / "run" / "final").resolve()
     with pytest.raises(ConfigError, match="models.outpaint: 'texture_fill' is neither a checkpoint"):
         load_batch_config(_write(tmp_path, base + '[models]\noutpaint = "texture_fill"\n'))
+    with pytest.raises(ConfigError, match="models.outpaint: 'telea' does not outpaint; classical outpainters: "
+                                          "texture-fill"):
+        load_batch_config(_write(tmp_path, base + '[models]\noutpaint = "telea"\n'))
 
 
 def test_key_lines_follow_tables() -> None:

@@ -206,6 +206,21 @@ def test_composite_writes_only_inside_the_image_part_of_the_box():
     np.testing.assert_array_equal(same, image)
 
 
+def test_outpaint_keeps_a_neighbouring_lesion_and_its_mask():
+    """Outpainting around one lesion must not paint over another one in its crop: the ground
+    truth still marks it (it used to be regenerated while its mask stayed)."""
+    lesion = np.zeros((80, 80), bool)
+    lesion[36:44, 36:44] = True
+    lesion[46:50, 36:40] = True  # a second lesion 2 px below the first, inside its crop
+    image = _image((80, 80), seed=5)
+    req = SynthesisRequest(mode="outpaint", centre_rc=(40, 40), mask_source=MaskSource("existing"))
+    result = SynthesisEngine(ConstantBackend(7.0))(image, req, lesion_mask=lesion)
+    assert result.box.row0 + result.box.height > 50  # the neighbour lies in the crop
+    np.testing.assert_array_equal(result.image[lesion], image[lesion])
+    np.testing.assert_array_equal(result.mask, lesion)
+    assert np.any(result.image != image)
+
+
 def test_outpaint_seam_fades_at_the_patch_edge():
     lesion = np.zeros((80, 80), bool)
     lesion[36:44, 36:44] = True

@@ -32,6 +32,7 @@ from lesion_studio.core.classical.radiograph_insertion import (
     insert_radiograph_nodule,
 )
 from lesion_studio.core.errors import ConfigError
+from lesion_studio.core.geometry.composition import context_band_px, inside_band
 from lesion_studio.core.geometry.size_modulation import moment_diameter
 from lesion_studio.core.synthesis_backend import IMAGE_KINDS, Patch
 
@@ -105,12 +106,16 @@ class FillBackend:
         return {"fill_method": self.method_for(patch)}
 
     def fill(self, patches: Sequence[Patch]) -> list[np.ndarray]:
-        """Each patch with its region inpainted from the pixels around it. Outpainting fills the
-        kept lesion too (the engine pastes only the region back): grown from the crop's outer
-        band alone, the fill does not smear the lesion's density into a halo around it."""
+        """Each patch with its region inpainted from the pixels around it. Outpainting fills all
+        of the crop inside its outer band, kept lesions too (the engine pastes only the region
+        back): grown from the band alone, the fill smears no lesion's density into a halo. The
+        band is thin, so the result is the smooth (biharmonic) base: no donor texture fits."""
         out = []
         for p in patches:
-            hole = p.region | p.footprint if p.plan.request.mode == "outpaint" else p.region
+            hole = p.region
+            if p.plan.request.mode == "outpaint":
+                side = min(p.pixels.shape)
+                hole = inside_band(p.pixels.shape, context_band_px(side, self.outpaint_context_fraction))
             out.append(fill_hole(p.pixels, hole, self.method_for(p), self.radius_px))
         return out
 

@@ -18,7 +18,7 @@ from typing import Any
 from lesion_studio.core.augmentation_plan import P0_TARGETS_PER_IMAGE, P0_VARIANTS_PER_IMAGE, REMOVE_PROBABILITY
 from lesion_studio.core.config_schema import Problems, Setting, check_tables, load_toml
 from lesion_studio.core.errors import ConfigError
-from lesion_studio.core.model_catalog import CLASSICAL_MODELS
+from lesion_studio.core.model_catalog import CLASSICAL_MODELS, MODES_BY_FAMILY
 
 #: Classical methods a `[models]` key may name instead of a checkpoint (no weights, SPEC §4).
 CLASSICAL_FAMILIES = tuple(name for name, _ in CLASSICAL_MODELS)
@@ -72,7 +72,7 @@ class BatchConfig:
     remove_probability: float = REMOVE_PROBABILITY
     mask_source: str = "bank"
     diameters: DiameterSpec = field(default_factory=DiameterSpec)
-    outpaint_checkpoint: Path | None = None
+    outpaint_checkpoint: Path | str | None = None  # a checkpoint, or a classical outpainter's name
     remove_checkpoint: Path | str | None = DEFAULT_REMOVE_METHOD
     shape_checkpoint: Path | None = None
     device: str = "auto"
@@ -235,6 +235,11 @@ def parse_batch_config(data: dict[str, Any], *, path: Path, text: str = "", chec
     values["outpaint_checkpoint"] = (as_method("outpaint", None) if t["models"]["outpaint"] else
                                      as_path("models", "outpaint", required=values["outpaint_fraction"] > 0,
                                              what="checkpoint"))
+    outpaint = values["outpaint_checkpoint"]
+    if isinstance(outpaint, str) and "outpaint" not in MODES_BY_FAMILY.get(outpaint, ()):
+        outpainters = [name for name in CLASSICAL_FAMILIES if "outpaint" in MODES_BY_FAMILY.get(name, ())]
+        p.add("models.outpaint", f"{outpaint!r} does not outpaint; classical outpainters: {', '.join(outpainters)}, "
+                                 "or give an outpaint checkpoint")
     values["shape_checkpoint"] = as_path("models", "shape", required=values["mask_source"] == "generator",
                                          what="checkpoint")
     values["device"] = t["models"]["device"]
