@@ -42,6 +42,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lesion_studio.core.geometry.composition import context_band_px, inside_band
 from lesion_studio.models.config import STYLEGAN2_FAMILIES, criterion_problem
 from lesion_studio.models.metrics import fid, inception_unavailable, kid
 
@@ -272,10 +273,11 @@ class SelectionJudge:
     """
 
     def __init__(self, requested: str, family: str, *, objective: str = "inpaint", invert_masks: bool = False,
-                 train_images: torch.Tensor | None = None, train_masks: torch.Tensor | None = None,
+                 context_fraction: float = 0.0, train_images: torch.Tensor | None = None, train_masks: torch.Tensor | None = None,
                  train_lesion_free: torch.Tensor | None = None, n_val: int = 0, seed: int = 0,
                  device: torch.device | str = "cpu", inception_weights: str | Path = "auto") -> None:
         self.family, self.objective, self.invert = family, objective, invert_masks
+        self.context_fraction = float(context_fraction)  # an outpainter's kept outer band is not lesion
         self.seed, self.device, self.inception_weights = seed, torch.device(device), inception_weights
         self.train_images, self.train_masks, self.train_lesion_free = self._subset(
             train_images, train_masks, train_lesion_free)
@@ -304,7 +306,14 @@ class SelectionJudge:
     def lesion_of(self, masks: torch.Tensor, lesion_free: torch.Tensor | None = None) -> torch.Tensor:
         """The lesion pixels `(N, 1, H, W)` of patches whose `masks` mark the generated region
         (none in a non-lesion pair, `lesion_free` `(N,)` bool)."""
-        lesion = (masks <= 0.5).float() if self.invert else (masks > 0.5).float()
+        if self.invert:  # the outpainter's mask is all but the lesion and, when it keeps one, the outer band
+            lesion = (masks <= 0.5).float()
+            band = context_band_px(masks.shape[-1], self.context_fraction)
+            if band:
+                inner = torch.from_numpy(inside_band(tuple(masks.shape[-2:]), band)).to(masks.device)
+                lesion = lesion * inner.float()
+        else:
+            lesion = (masks > 0.5).float()
         if lesion_free is not None:
             lesion = lesion * (~lesion_free.bool()).float()[:, None, None, None]
         return lesion

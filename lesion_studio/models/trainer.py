@@ -810,7 +810,8 @@ class Trainer:
         """The judge of `model.best_metric` for this run (`models/selection.py`)."""
         run, model = self.config.run, self.config.model
         return SelectionJudge(model.best_metric, model.family, objective=getattr(model, "objective", "inpaint"),
-                              invert_masks=getattr(model, "invert_masks", False), train_images=train.images,
+                              invert_masks=getattr(model, "invert_masks", False),
+                              context_fraction=getattr(model, "context_fraction", 0.0), train_images=train.images,
                               train_masks=train.masks, train_lesion_free=train.lesion_free, n_val=n_val,
                               seed=run.seed, device=device,
                               inception_weights=run.inception_weights)

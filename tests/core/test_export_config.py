@@ -9,6 +9,7 @@ import pytest
 from lesion_studio.core.errors import ConfigError
 from lesion_studio.core.config_schema import key_lines
 from lesion_studio.core.export.config import load_batch_config, read_diameter_file
+from lesion_studio.core.model_catalog import builtin_models_dir
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -114,6 +115,8 @@ def test_outpaint_takes_the_classical_texture_fill_or_a_checkpoint(tmp_path: Pat
     assert config.outpaint_checkpoint == "texture-fill"
     config = load_batch_config(_write(tmp_path, base + '[models]\noutpaint = "run/final"\n'))
     assert config.outpaint_checkpoint == (tmp_path / "run" / "final").resolve()
+    config = load_batch_config(_write(tmp_path, base + '[models]\noutpaint = "ct_nodule_outpaint"\n'))
+    assert config.outpaint_checkpoint == builtin_models_dir() / "ct_nodule_outpaint"  # a bundled model by name
     with pytest.raises(ConfigError, match="models.outpaint: 'texture_fill' is neither a checkpoint"):
         load_batch_config(_write(tmp_path, base + '[models]\noutpaint = "texture_fill"\n'))
     with pytest.raises(ConfigError, match="models.outpaint: 'telea' does not outpaint; classical outpainters: "

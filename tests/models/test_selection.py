@@ -90,6 +90,18 @@ def test_fcn_ranks_images_with_the_lesion_better_than_blank_ones() -> None:
     assert with_lesion > 0.5 and fcn.score(blank, test_masks) < with_lesion - 0.4
 
 
+def test_an_outpainters_lesion_is_the_unmasked_part_inside_its_context_band() -> None:
+    """The FCN score needs the lesion of an outpainting patch: what its mask leaves out, less the
+    outer band the model keeps as context (that is tissue, not lesion)."""
+    masks = torch.ones(1, 1, 32, 32)
+    masks[..., :4, :] = masks[..., -4:, :] = masks[..., :, :4] = masks[..., :, -4:] = 0  # the 4 px band
+    masks[..., 14:18, 14:18] = 0  # the lesion
+    judge = SelectionJudge("masked_l1", "outpaint", invert_masks=True, context_fraction=0.125)
+    assert judge.lesion_of(masks).sum() == 16
+    plain = SelectionJudge("masked_l1", "outpaint", invert_masks=True)  # P1's whole crop: no band
+    assert plain.lesion_of(masks).sum() == (masks <= 0.5).sum()
+
+
 def test_selection_ranks_records_the_runner_up_and_never_picks_nan() -> None:
     sel = Selection(requested="fid", criterion="realfake", note="model selection: FID unavailable")
     for step, value in ((10, 0.9), (50, 0.6), (100, float("nan")), (200, 0.7)):

@@ -18,7 +18,7 @@ from typing import Any
 from lesion_studio.core.augmentation_plan import P0_TARGETS_PER_IMAGE, P0_VARIANTS_PER_IMAGE, REMOVE_PROBABILITY
 from lesion_studio.core.config_schema import Problems, Setting, check_tables, load_toml
 from lesion_studio.core.errors import ConfigError
-from lesion_studio.core.model_catalog import CLASSICAL_MODELS, MODES_BY_FAMILY
+from lesion_studio.core.model_catalog import CLASSICAL_MODELS, MODES_BY_FAMILY, builtin_models_dir
 
 #: Classical methods a `[models]` key may name instead of a checkpoint (no weights, SPEC §4).
 CLASSICAL_FAMILIES = tuple(name for name, _ in CLASSICAL_MODELS)
@@ -222,11 +222,15 @@ def parse_batch_config(data: dict[str, Any], *, path: Path, text: str = "", chec
             return value
         if value == "":
             return default
-        if check_files and "/" not in value and "\\" not in value:
+        if "/" not in value and "\\" not in value:
             resolved = _resolve(base, value)
-            if not resolved.exists() and not _checkpoint_exists(resolved, "checkpoint"):
-                p.add(f"models.{key}", f"{value!r} is neither a checkpoint ({resolved} not found) nor a classical "
-                                       f"method ({', '.join(CLASSICAL_FAMILIES)})")
+            bundled = builtin_models_dir() / value  # a bundled model by name, e.g. "ct_nodule_outpaint"
+            if not resolved.exists() and not _checkpoint_exists(resolved, "checkpoint") and \
+                    _checkpoint_exists(bundled, "checkpoint"):
+                return bundled
+            if check_files and not resolved.exists() and not _checkpoint_exists(resolved, "checkpoint"):
+                p.add(f"models.{key}", f"{value!r} is neither a checkpoint ({resolved} not found), a bundled model "
+                                       f"nor a classical method ({', '.join(CLASSICAL_FAMILIES)})")
                 return default
         return as_path("models", key, what="checkpoint")
 
