@@ -118,14 +118,13 @@ def _ct_patches(n: int, count: int, lo: float, hi: float) -> tuple[torch.Tensor,
 def _regions(lesions: torch.Tensor, model) -> torch.Tensor:
     """The pixels a model generates, as the engine asks for them: the lesion (inpainting), or
     all but the lesion inside the crop less its context band (outpainting)."""
-    from lesion_studio.core.geometry.composition import context_band_px, inside_band, outpaint_region
+    from lesion_studio.core.geometry.composition import outpaint_region
 
     if not getattr(model, "invert_masks", False):
         return lesions
-    n = lesions.shape[-1]
-    inner = inside_band((n, n), context_band_px(n, getattr(model, "context_fraction", 0.0)))
-    return torch.stack([torch.from_numpy(outpaint_region(m[0].numpy() > 0, region=inner).astype(np.float32))[None]
-                        for m in lesions])
+    fraction = getattr(model, "context_fraction", 0.0)
+    return torch.stack([torch.from_numpy(outpaint_region(m[0].numpy() > 0, context_fraction=fraction)
+                                         .astype(np.float32))[None] for m in lesions])
 
 
 def shipped_generators() -> list[str]:

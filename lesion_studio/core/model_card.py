@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from lesion_studio.core.synthesis_backend import IMAGE_KINDS
+
 #: Benchmark tables a card may carry, and the metrics each row shows (in this order).
 _BENCHMARK_KEYS = ("realism_benchmark", "shape_benchmark")
 _ROW_METRICS = ("psnr", "ssim", "mae", "w1_sd_mean", "auc")
@@ -48,10 +50,6 @@ def _benchmark_rows(bench: dict) -> list[str]:
         if parts:
             lines.append(f"  {name}: {', '.join(parts)}")
     return lines
-
-
-#: The image kinds a card's `image_kinds` may name (core/intensity.image_kind's answers).
-IMAGE_KINDS = ("ct", "radiograph")
 
 
 def card_image_kinds(card: Any) -> tuple[str, ...]:

@@ -129,7 +129,7 @@ class ModelInfo:
         elif not self.card:
             origin = "default demo"
         else:
-            origin = "default, real data" if card_is_default(self.card) else "bundled, real data, not the default"
+            origin = "default, real data" if self.is_default else "bundled, real data, not the default"
         return f"{self.name} · {self.family} · step {self.step} ({origin})"
 
     def summary(self) -> str:

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from lesion_studio.core.errors import ConfigError
-from lesion_studio.core.geometry.composition import context_band_px, inside_band, outpaint_region
+from lesion_studio.core.geometry.composition import context_band_px, outpaint_region
 from lesion_studio.core.geometry.crops import (
     PixelBox,
     extract_crop,
@@ -194,10 +194,10 @@ class SynthesisEngine:
                                        np.asarray(out, np.float32), notes, kind))
         return results[0] if single else results
 
-    def _context_band(self, box: PixelBox) -> int:
-        """The outer band of an outpainting crop kept as context: the backend's
-        `outpaint_context_fraction` of the side (0, P1's whole crop, when it has none)."""
-        return context_band_px(min(box.shape), getattr(self.backend, "outpaint_context_fraction", 0.0))
+    def _context_fraction(self) -> float:
+        """The share of an outpainting crop's side kept as context at its edge: the backend's
+        `outpaint_context_fraction` (0, P1's whole crop, when it has none)."""
+        return float(getattr(self.backend, "outpaint_context_fraction", 0.0))
 
     # -- steps --------------------------------------------------------------------------------
     def _prepare(self, pixels, req, current, source_mask, bank, spacing_mm, kind, value_range):
@@ -230,11 +230,10 @@ class SynthesisEngine:
         box = square_box_around(centre, int(side))
         footprint = _footprint_in_box(plan, box)
         if req.mode == "outpaint":  # the crop's outer band (if the method keeps one) stays as context
-            band = self._context_band(box)
             # every lesion in the crop is kept, not only the clicked one: its ground truth stays valid
             kept = footprint | (extract_crop(current, box) > 0)
             region = outpaint_region(kept, keep_margin_px=req.outpaint_keep_margin_px,
-                                     region=inside_band(box.shape, band))
+                                     context_fraction=self._context_fraction())
         else:
             region = footprint | _mirrored_footprint(plan, box)
         crop = extract_crop(pixels, box).astype(np.float32)
@@ -262,8 +261,8 @@ class SynthesisEngine:
             filled = resize_image(filled, box.shape)
         feather = float(plan.request.blending.feather_px)
         if plan.request.mode == "outpaint":
-            alpha = np.where(region, feather_weights(box.shape, feather, inset_px=self._context_band(box)),
-                             0.0).astype(np.float32)
+            band = context_band_px(min(box.shape), self._context_fraction())
+            alpha = np.where(region, feather_weights(box.shape, feather, inset_px=band), 0.0).astype(np.float32)
         else:
             alpha = seam_alpha(footprint, feather)
         out_image = composite(pixels, filled, box, alpha)

@@ -38,7 +38,7 @@ import torch
 
 from lesion_studio.core.dataset import CaseRecord, Dataset
 from lesion_studio.core.errors import ConfigError, MaskError
-from lesion_studio.core.geometry.composition import context_band_px, inside_band, outpaint_region
+from lesion_studio.core.geometry.composition import outpaint_region
 from lesion_studio.core.geometry.crops import (
     PixelBox,
     component_masks,
@@ -434,9 +434,8 @@ def build_patches(
                 if not lesion.any():
                     continue
                 if getattr(model, "invert_masks", False):  # outpainting: the band fraction the engine keeps
-                    # (synthesis_engine._context_band); the engine's crop framing differs (native scale, not 3x)
-                    band = context_band_px(n, getattr(model, "context_fraction", 0.0))
-                    region = outpaint_region(lesion, region=inside_band((n, n), band))
+                    # (synthesis_engine._context_fraction); the engine's crop framing differs (native scale, not 3x)
+                    region = outpaint_region(lesion, context_fraction=getattr(model, "context_fraction", 0.0))
                 else:
                     region = lesion
                 images.append(normalizer.to_model(crop))

@@ -132,8 +132,11 @@ class GeneratorBackend:
 
     def __init__(self, family: str, generator: torch.nn.Module, normalizer: Normalizer, patch_px: int,
                  device: torch.device, identity: dict, *, intensity: str = "auto", modes: tuple[str, ...] | None = None,
-                 condition_classes: int = 0, bf16: bool = False, image_kinds: tuple[str, ...] = ()) -> None:
+                 condition_classes: int = 0, bf16: bool = False, image_kinds: tuple[str, ...] = (),
+                 outpaint_context_fraction: float = 0.0) -> None:
         self.family = family
+        # an outpainter trained with a context band gets the same band from the engine
+        self.outpaint_context_fraction = float(outpaint_context_fraction)
         # the image kinds ("ct", "radiograph") the model was trained on, from its card; () = any
         self.image_kinds = tuple(image_kinds)
         self.bf16 = bool(bf16)  # run the generator under bf16 autocast (load_synthesizer's precision)
@@ -310,7 +313,6 @@ def load_synthesizer(
                                model.patch_px, dev, identity, intensity=intensity,
                                modes=modes_of_checkpoint(ck.family, ck.meta),
                                condition_classes=getattr(model, "condition_classes", 0), bf16=bf16,
-                               image_kinds=card_image_kinds(ck.meta.get("card")))
-    # outpainters trained with a context band get the same band at inference (synthesis_engine)
-    backend.outpaint_context_fraction = float(getattr(model, "context_fraction", 0.0))
+                               image_kinds=card_image_kinds(ck.meta.get("card")),
+                               outpaint_context_fraction=getattr(model, "context_fraction", 0.0))
     return SynthesisEngine(backend, shape_sampler=sampler)

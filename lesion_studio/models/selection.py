@@ -273,7 +273,8 @@ class SelectionJudge:
     """
 
     def __init__(self, requested: str, family: str, *, objective: str = "inpaint", invert_masks: bool = False,
-                 context_fraction: float = 0.0, train_images: torch.Tensor | None = None, train_masks: torch.Tensor | None = None,
+                 context_fraction: float = 0.0, train_images: torch.Tensor | None = None,
+                 train_masks: torch.Tensor | None = None,
                  train_lesion_free: torch.Tensor | None = None, n_val: int = 0, seed: int = 0,
                  device: torch.device | str = "cpu", inception_weights: str | Path = "auto") -> None:
         self.family, self.objective, self.invert = family, objective, invert_masks

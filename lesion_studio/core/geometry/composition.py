@@ -30,12 +30,15 @@ def texture_input(
 
 
 def outpaint_region(
-    lesion_mask: np.ndarray, *, keep_margin_px: int = 0, region: np.ndarray | None = None
+    lesion_mask: np.ndarray, *, keep_margin_px: int = 0, region: np.ndarray | None = None,
+    context_fraction: float = 0.0,
 ) -> np.ndarray:
     """P1 §3.2: the pixels to regenerate — everything but the lesion (bool, True = regenerate).
 
     `keep_margin_px` grows the kept lesion by that many pixels so its edge survives too;
-    `region` (bool) restricts regeneration to part of the crop (default: the whole crop).
+    `region` (bool) restricts regeneration to part of the crop (default: the whole crop);
+    `context_fraction` keeps the crop's outer band (`context_band_px` of its shorter side) as
+    context, as an outpainter trained with `model.context_fraction` expects.
     """
     keep = np.asarray(lesion_mask, dtype=bool)
     if keep_margin_px > 0:
@@ -45,6 +48,8 @@ def outpaint_region(
     regenerate = ~keep
     if region is not None:
         regenerate &= np.asarray(region, dtype=bool)
+    if context_fraction > 0:
+        regenerate &= inside_band(keep.shape, context_band_px(min(keep.shape), context_fraction))
     return regenerate
 
 
